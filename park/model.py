@@ -135,6 +135,8 @@ def load_park(path: str | Path | None = None) -> Park:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read config: not UTF-8 text (byte {exc.start})") from None
     return parse_park(text, source=str(path))
 
 
@@ -162,7 +164,7 @@ class _Loader:
         self.source = source
 
     def fail(self, node: yaml.Node, path: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.source}:{node.start_mark.line + 1}: {path}: {problem}")
+        return ConfigError(f"{self.source}:{node.start_mark.line + 1}: {path or '(top)'}: {problem}")
 
     # -- structure helpers
     def mapping(self, node: yaml.Node, path: str, allowed: set[str], required: set[str]) -> dict[str, tuple[yaml.Node, yaml.Node]]:
@@ -176,7 +178,7 @@ class _Loader:
                 extra = f" (did you mean {hint[0]!r}?)" if hint else f" (allowed: {', '.join(sorted(allowed))})"
                 raise self.fail(k, f"{path}.{key}" if path else key, f"unknown key{extra}")
             if key in out:
-                raise self.fail(k, f"{path}.{key}", "key given twice")
+                raise self.fail(k, f"{path}.{key}" if path else key, "key given twice")
             out[key] = (k, v)
         for key in sorted(required - out.keys()):
             raise self.fail(node, path or "(top)", f"missing key {key!r}")
@@ -190,7 +192,12 @@ class _Loader:
     def scalar(self, node: yaml.Node, path: str) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             raise self.fail(node, path, "expected a single value")
-        return yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
+        if node.tag == "tag:yaml.org,2002:str":
+            return node.value
+        try:
+            return yaml.safe_load(yaml.serialize(node))
+        except yaml.YAMLError:
+            raise self.fail(node, path, f"cannot read a value tagged {node.tag!r}") from None
 
     def text(self, node: yaml.Node, path: str) -> str:
         value = self.scalar(node, path)
@@ -202,8 +209,10 @@ class _Loader:
         value = self.scalar(node, path)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(node, path, f"expected a number, got {node.value!r}")
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise self.fail(node, path, f"{value} is outside {low}…{high}")
+        if low is not None and value < low:
+            raise self.fail(node, path, f"{value} is below {low:g}" if high is None else f"{value} is outside {low:g}…{high:g}")
+        if high is not None and value > high:
+            raise self.fail(node, path, f"{value} is above {high:g}" if low is None else f"{value} is outside {low:g}…{high:g}")
         return float(value)
 
     def ident(self, node: yaml.Node, path: str) -> str:
@@ -258,7 +267,8 @@ class _Loader:
             for i, n in enumerate(self.sequence(top["inspectors"][1], "inspectors")):
                 insp = list(inspectors.values())[i]
                 if insp.escalate_to and insp.escalate_to not in inspectors:
-                    raise self.fail(n, f"inspectors[{i}].escalate_to", f"unknown inspector {insp.escalate_to!r}")
+                    where = next(v for k, v in n.value if k.value == "escalate_to")
+                    raise self.fail(where, f"inspectors[{i}].escalate_to", f"unknown inspector {insp.escalate_to!r}")
 
         return Park(
             id=self.ident(p["id"][1], "park.id"),
@@ -349,19 +359,22 @@ class _Loader:
             for k, v in pm.value:
                 ppath = f"{path}.permit.{k.value}"
                 try:
-                    pname = parameter(k.value, "emission").name
+                    param = parameter(k.value, "emission")
                 except ValueError as exc:
                     raise self.fail(k, ppath, str(exc)) from None
+                pname = param.name
+                if pname in permit:
+                    raise self.fail(k, ppath, f"{pname} has a limit twice")
                 if pname not in params:
                     raise self.fail(k, ppath, f"{pname} has a limit but is not among the outlet's parameters")
                 averaging = "1h" if role == "gas_outlet" else "24h"
                 if isinstance(v, yaml.SequenceNode):
-                    lo, hi = (self.number(x, ppath) for x in self.sequence(v, ppath)) if len(v.value) == 2 else (None, None)
+                    lo, hi = (self.number(x, ppath, 0, param.upper_bound) for x in self.sequence(v, ppath)) if len(v.value) == 2 else (None, None)
                     if lo is None or lo >= hi:
                         raise self.fail(v, ppath, "a range is [low, high] with low < high")
                     permit[pname] = PermitLimit(pname, upper=hi, lower=lo, averaging=averaging)
                 else:
-                    permit[pname] = PermitLimit(pname, upper=self.number(v, ppath, 0), averaging=averaging)
+                    permit[pname] = PermitLimit(pname, upper=self.number(v, ppath, 0, param.upper_bound), averaging=averaging)
         ref_o2 = None
         if "reference_o2_pct" in m:
             ref_o2 = self.number(m["reference_o2_pct"][1], f"{path}.reference_o2_pct", 0, 20.9)
@@ -370,7 +383,9 @@ class _Loader:
         mn = pw = None
         key = None
         if "mn" in m:
-            mn = self.text(m["mn"][1], f"{path}.mn")
+            # the raw text: an unquoted 0012 must stay "0012", not become the octal number 10
+            mn_node = m["mn"][1]
+            mn = mn_node.value if isinstance(mn_node, yaml.ScalarNode) else self.text(mn_node, f"{path}.mn")
             if not _MN.match(mn):
                 raise self.fail(m["mn"][1], f"{path}.mn", f"MN {mn!r} is not 1–24 letters or digits")
         if "pw" in m:

@@ -138,6 +138,8 @@ def validate_reading(
     values = {name: _value(site, name, v) for name, v in raw.values.items()}
     canonical = {}
     for name, value in values.items():
+        if value[0] in canonical:
+            raise InvalidReading(f"{value[0]} is given twice (once as {name!r})", site_id)
         canonical[value[0]] = value[1]
     return Reading(
         schema=SCHEMA_VERSION, site=site_id, ts=ts, seq=raw.seq, values=canonical,
