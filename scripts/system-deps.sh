@@ -4,13 +4,14 @@
 #   system-deps.sh test  – mosquitto, chromium, chromium-driver (the tests need all three)
 set -euo pipefail
 want=(mosquitto)
-[ "${1:-test}" = "test" ] && want+=(chromium chromium-driver)
+[ "${1:-test}" = "test" ] && want+=(chromium chromium-driver fonts-wqy-microhei)
 missing=()
 for pkg in "${want[@]}"; do
   case "$pkg" in
     mosquitto) command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=("$pkg") ;;
     chromium) command -v chromium >/dev/null || missing+=("$pkg") ;;
     chromium-driver) command -v chromedriver >/dev/null || missing+=("$pkg") ;;
+    fonts-wqy-microhei) [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=("$pkg") ;;
   esac
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
