@@ -110,11 +110,10 @@ async def _latency(park: Park, mqtt_port: int, bootstrap: str, rate: float, seco
         while len(latencies) < expected and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=100)
             now_us = time.time_ns() // 1000
-            since_us = int(started.value * 1e6)
             for records in batch.values():
                 for r in records:
                     seq = json.loads(r.value)["seq"]
-                    if since_us and seq >= since_us:  # a publish time of this run, not an old seq
+                    if seq > _PUBLISH_TIME_SEQ_MIN:  # a publish time (µs), not a throughput-run index
                         latencies.append((now_us - seq) / 1000)
     finally:
         await consumer.stop()
@@ -122,6 +121,10 @@ async def _latency(park: Park, mqtt_port: int, bootstrap: str, rate: float, seco
     if len(latencies) < expected:
         raise SystemExit(f"latency run: only {len(latencies)} of {expected} readings reached Kafka")
     return latencies
+
+
+# seqs of the throughput run count from 0; those of the latency run are µs since the epoch
+_PUBLISH_TIME_SEQ_MIN = 10**15
 
 
 # -- publisher processes (spawned: they import only what they need) ---------------------------------

@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    # aiokafka logs an ERROR per retry while Kafka is away; ecopark logs one line per outage itself.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         return args.func(args) or 0
     except ConfigError as exc:

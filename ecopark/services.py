@@ -112,6 +112,10 @@ class Mosquitto:
             "log_type error",
             "log_type warning",
         ]
+        if os.geteuid() == 0:
+            # As root, Mosquitto drops to the 'mosquitto' user, who cannot write the persistence
+            # file into a private (0700) work dir: sessions would silently not survive a restart.
+            lines.append("user root")
         if self.passwords:
             pwfile = self.workdir / "passwd"
             pwfile.write_text("".join(f"{u}:{p}\n" for u, p in self.passwords.items()))

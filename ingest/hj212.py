@@ -47,11 +47,13 @@ time, a non-numeric value for a numeric field, an encrypted CP without its key o
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from types import MappingProxyType
-from operator import itemgetter
+from operator import call, itemgetter
 from typing import Callable, Final, Literal, Mapping, Sequence, Union
 from zoneinfo import ZoneInfo
 
@@ -491,6 +493,18 @@ class Packet:
     deviations: tuple[str, ...]
     raw: bytes
     encrypted: bool = False
+
+
+# `parse` builds its Packets without the frozen dataclass's __init__ (one object.__setattr__ call
+# per field): it sets the slots directly, all in one C-level map. Packet has no __post_init__.
+_PACKET_SLOT_SETTERS: Final = tuple(Packet.__dict__[field.name].__set__ for field in fields(Packet))
+assert tuple(field.name for field in fields(Packet)) == Packet.__slots__
+
+
+def _new_packet(*values: object) -> Packet:
+    packet = object.__new__(Packet)
+    any(map(call, _PACKET_SLOT_SETTERS, itertools.repeat(packet), values))
+    return packet
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1021,7 +1035,9 @@ def _parse_segment(text: str, raw: bytes, deviations: list[str], strict: bool,
     # --- header fields ---
     canonical_match = _CANONICAL_HEADER(header_text)
     if canonical_match is not None:  # the common, standard layout, validated in one C call
-        header = {k: v for k, v in canonical_match.groupdict().items() if v is not None}
+        # Every field is present except perhaps PNUM, PNO and RF, which then read None: the code
+        # below only asks header.get(name) of those three.
+        header = canonical_match.groupdict()
         header_text = ""
     else:
         header = {}
@@ -1040,10 +1056,11 @@ def _parse_segment(text: str, raw: bytes, deviations: list[str], strict: bool,
             _deviate(deviations, strict, FieldError, f"duplicate field {canonical}={value}")
         header[canonical] = value
     mn = header.get("MN")
-    for name in _REQUIRED_HEADERS:
-        if name not in header:
-            raise FieldError(f"missing field {name} in data segment"
-                             + (f" (MN={mn})" if mn else ""), mn=mn, raw=raw)
+    if canonical_match is None:
+        for name in _REQUIRED_HEADERS:
+            if name not in header:
+                raise FieldError(f"missing field {name} in data segment"
+                                 + (f" (MN={mn})" if mn else ""), mn=mn, raw=raw)
     st, cn, pw = header["ST"], header["CN"], header["PW"]
     if not mn and cn != "1001":  # 2025 §C: 1001 comes from a logger that has no MN yet
         raise FieldError("empty field MN in data segment", raw=raw)
@@ -1079,7 +1096,7 @@ def _parse_segment(text: str, raw: bytes, deviations: list[str], strict: bool,
         _deviate(deviations, strict, FieldError, f"PW of {len(pw)} characters, not {PW_LENGTH}", mn)
 
     pnum = pno = None
-    if "PNUM" in header or "PNO" in header:
+    if header.get("PNUM") is not None or header.get("PNO") is not None:
         pnum = _header_int(header, "PNUM", mn, raw)
         pno = _header_int(header, "PNO", mn, raw)
         if pnum is None or pno is None:
@@ -1139,8 +1156,8 @@ def _parse_segment(text: str, raw: bytes, deviations: list[str], strict: bool,
     if data_time is None and values and cn in _DATA_UPLOAD_COMMANDS:
         _deviate(deviations, strict, FieldError, f"CN={cn} data without DataTime", mn)
 
-    return Packet(qn, st, cn, pw, mn or "", flag, version, bool(flag & FLAG_REPLY), split, pnum, pno,
-                  rf, data_time, values, cp, tuple(deviations), raw, encrypted)
+    return _new_packet(qn, st, cn, pw, mn or "", flag, version, bool(flag & FLAG_REPLY), split, pnum, pno,
+                       rf, data_time, values, cp, tuple(deviations), raw, encrypted)
 
 
 def _odd_header_field(field: str, name: str, eq: str, deviations: list[str], strict: bool,
@@ -1383,7 +1400,17 @@ def _unhide(token: str, protected: list[str]) -> str:
 
 
 def _parse_time(text: str, tz: dt.tzinfo | None) -> dt.datetime | None:
-    """``YYYYMMDDhhmmss`` as a datetime in ``tz``; None when malformed."""
+    """``YYYYMMDDhhmmss`` as a datetime in ``tz``; None when malformed.
+
+    Many devices report the same minute, and one device the same SampleTime packet after packet:
+    results are cached (datetimes are immutable, so sharing one is safe)."""
+    try:
+        return _parse_time_cached(text, tz)
+    except TypeError:  # an unhashable tzinfo
+        return _read_time(text, tz)
+
+
+def _read_time(text: str, tz: dt.tzinfo | None) -> dt.datetime | None:
     if len(text) != TIME_DIGITS or not text.isdigit() or not text.isascii():
         return None
     try:
@@ -1391,6 +1418,9 @@ def _parse_time(text: str, tz: dt.tzinfo | None) -> dt.datetime | None:
                            int(text[10:12]), int(text[12:14]), tzinfo=tz)
     except ValueError:
         return None
+
+
+_parse_time_cached: Final = functools.lru_cache(maxsize=4096)(_read_time)
 
 
 def _length_consistent(buf: bytearray, end: int) -> bool:

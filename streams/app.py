@@ -20,7 +20,6 @@ Tansu). Ordering per site is kept: readings are keyed by site and the agent runs
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from pathlib import Path
@@ -30,12 +29,10 @@ import msgspec
 
 from park.model import DEADLETTER_TOPIC, READING_TOPICS, load_park
 from park.reading import decode_reading, dead_letter, encode_dead_letter
-from store import StoreUnavailable, open_store
-from streams.processor import ParkProcessor
+from store import open_store
+from streams.processor import ParkProcessor, process_with_retry
 
 EVENTS_TOPIC = "alerts.events"
-RETRY_INITIAL_S = 0.5
-RETRY_MAX_S = 30.0
 
 log = logging.getLogger("ecopark.streams")
 
@@ -105,21 +102,7 @@ async def derive(stream):
 
 
 async def _process_with_retry(readings):
-    """Process a batch; while the store is down, retry with backoff and hold the stream.
-
-    Holding the stream is the buffer: Kafka keeps the readings and no offset is committed past
-    this batch, so an outage of a minute (or an hour) loses nothing and needs no memory here.
-    Re-processing the batch after a partial failure is idempotent.
-    """
-    processor = await _ensure_processor()
-    delay = RETRY_INITIAL_S
-    while True:
-        try:
-            return await processor.process(readings)
-        except StoreUnavailable as exc:
-            log.warning("store unavailable (%s): retrying the batch of %d readings in %.1f s", exc, len(readings), delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
+    return await process_with_retry(await _ensure_processor(), readings, log=log)
 
 
 @app.timer(interval=2.0)

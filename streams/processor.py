@@ -33,6 +33,7 @@ start (``rules/periods.py``).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import math
@@ -46,7 +47,7 @@ from rules import aqi as aqi_rules
 from rules import emission as emission_rules
 from rules import validity
 from rules import water as water_rules
-from store.base import Store
+from store.base import Store, StoreUnavailable
 from store.schema import Event, FieldValue, Result
 
 log = logging.getLogger("ecopark.streams")
@@ -81,6 +82,31 @@ class Output:
     results: list[Result] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     late: int = 0
+
+
+async def process_with_retry(
+    processor: "ParkProcessor",
+    readings: Sequence[Reading],
+    *,
+    initial_s: float = 0.5,
+    max_s: float = 30.0,
+    log: logging.Logger = log,
+) -> Output:
+    """Process a batch; while the store is unavailable, retry with backoff and hold the stream.
+
+    Holding the stream is the buffer: Kafka keeps the readings and no offset is committed past
+    this batch, so a store outage of a minute (or an hour) loses nothing and costs no memory here.
+    Processing the batch again after a partial write is idempotent.
+    """
+    delay = initial_s
+    while True:
+        try:
+            return await processor.process(readings)
+        except StoreUnavailable as exc:
+            processor.counters["store_retries"] += 1
+            log.warning("store unavailable (%s): retrying a batch of %d readings in %.1f s", exc, len(readings), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_s)
 
 
 class ParkProcessor:

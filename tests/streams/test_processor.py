@@ -23,7 +23,8 @@ from rules import validity
 from rules import water as water_rules
 from store.schema import MEASUREMENTS, Result
 from store.sqlite import SqliteStore
-from streams.processor import ParkProcessor
+from store.base import StoreUnavailable
+from streams.processor import ParkProcessor, process_with_retry
 
 AIR = "KM-AIR-KMXY"
 LUOLONG = "KM-RIV-LLH"  # 洛龙河, target class II
@@ -613,3 +614,36 @@ async def test_a_site_lagging_the_park_by_more_than_silence_after_is_reported_si
     assert [(e.kind, e.site) for e in out.events if e.kind == "recovered"] == [("recovered", LUOLONG)]
     assert len(await events_of(store, "recovered", LUOLONG)) == 1
     assert await processor.check_silence() == []
+
+
+class _StoreDownFor:
+    """The real store behind a switch: every call raises StoreUnavailable until ``up`` is set."""
+
+    def __init__(self, inner, failures: int) -> None:
+        self.inner = inner
+        self.failures = failures
+
+    def __getattr__(self, name):
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        async def call(*args, **kwargs):
+            if self.failures > 0:
+                self.failures -= 1
+                raise StoreUnavailable("store down (test)")
+            return await attr(*args, **kwargs)
+
+        return call
+
+
+async def test_a_store_outage_holds_the_batch_and_loses_nothing_when_the_store_returns(park, store):
+    flaky = _StoreDownFor(store, failures=5)
+    processor = ParkProcessor(park, flaky)
+    hour = local(park, 2026, 11, 25, 10)
+    batch = minute_readings(park, AIR, hour, CLEAN_AIR)
+    out = await process_with_retry(processor, batch, initial_s=0.01, max_s=0.05)
+    assert processor.counters["store_retries"] == 5
+    fields = await result(store, "hourly_mean", AIR, hour, parameter="PM2.5")
+    assert fields["valid_minutes"] == 60
+    assert any(r.measurement == "aqi_hourly" for r in out.results)
