@@ -489,6 +489,7 @@ def _compliance(result: Result | None) -> dict[str, Any] | None:
         "compliant": compliant if isinstance(compliant, bool) else None,
         "multiple": _json_value(f.get("exceedance_multiple")),
         "valid_minutes": _json_value(f.get("valid_minutes")),
+        "running": bool(f.get("running")),
     }
 
 

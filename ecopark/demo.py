@@ -126,7 +126,7 @@ class Demo:
     async def _main(self, mqtt_host: str, mqtt_port: int, bootstrap: str, duration: float | None) -> None:
         from dashboards.wall import WallPage
         from ingest.collector import Collector
-        from ingest.simulator import Simulator
+        from ingest.simulator import Simulator, default_scenario, repeat_scenario
         from store import open_store
 
         partitions = int(os.environ.get("ECOPARK_PARTITIONS", "4"))
@@ -134,12 +134,16 @@ class Demo:
         worker = self._start_worker(bootstrap)
         store = open_store(str(self.store_url))
         collector = Collector(self.park, mqtt_host, mqtt_port, bootstrap)
-        wall = WallPage(self.park, store, port=self.wall_port, stats=lambda: _stats(collector), relative_freshness=True)
+        wall = WallPage(self.park, store, port=self.wall_port, stats=lambda: _stats(collector),
+                        # simulated time runs fast: a site minutes behind the park is not stale
+                        relative_freshness=True, stale_factor=60.0)
         await wall.start()
 
         history = dt.timedelta(seconds=DEMO_HISTORY_S * self.speed)
         start = (dt.datetime.now(self.park.tz) - history).replace(minute=0, second=0, microsecond=0)
-        sim = Simulator(self.park, mqtt_host, mqtt_port, speed=self.speed, start=start)
+        # the scenario's events every three simulated days, so the whole run shows each kind
+        scenario = repeat_scenario(default_scenario(), every_h=72, times=int(history / dt.timedelta(hours=72)) + 2)
+        sim = Simulator(self.park, mqtt_host, mqtt_port, speed=self.speed, start=start, scenario=scenario)
         tasks = [asyncio.create_task(collector.run(), name="collector")]
         gateway = dlsim = None
         if self.hj212:
@@ -184,8 +188,10 @@ class Demo:
             await store.close()
 
 
-def _stats(collector: object) -> dict[str, object]:
-    stats = getattr(collector, "stats", None)
-    if callable(stats):
-        return stats()
-    return {k: getattr(collector, k) for k in ("received", "produced", "deadlettered") if hasattr(collector, k)}
+def _stats(collector) -> dict[str, object]:
+    """The collector's counters for the wall: messages in, readings into Kafka, dead letters by reason."""
+    stats: dict[str, object] = {"received": collector.received, "produced": collector.produced,
+                                "deadlettered": collector.deadlettered_total}
+    for reason, count in sorted(collector.deadlettered.items()):
+        stats[f"deadlettered: {reason}"] = count
+    return stats

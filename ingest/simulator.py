@@ -19,6 +19,8 @@ unknown parameter, future timestamp, NaN) *beside* the valid readings, for the d
 
 from __future__ import annotations
 
+import dataclasses
+
 import asyncio
 import datetime as dt
 import hashlib
@@ -91,8 +93,15 @@ def default_scenario() -> Scenario:
         Event(3.0, 6.0, "KM-RIV-MLH", "level", "NH3-N", 1.6, note="马料河 NH3-N to class V"),
         # 云内动力 boiler: measured NOx 180 at O2 ~7.5 % → ~230 at 3.5 % reference O2, limit 200
         Event(4.0, 2.5, "YNDL-G1", "level", "NOx", 180.0, note="YNDL-G1 NOx exceedance"),
-        Event(10.0, 3.0, "KM-AIR-KMXY", "silent", note="air station silent for 3 hours"),
+        Event(17.0, 6.0, "KM-AIR-KMXY", "silent", note="air station silent for 6 hours"),
         Event(6.0, 2.0, "KM-RIV-LLH", "flag", flag="M", note="洛龙河 analyser maintenance"),
+    )
+
+
+def repeat_scenario(scenario: Scenario, every_h: float, times: int) -> Scenario:
+    """``scenario`` played ``times`` times, one every ``every_h`` simulated hours (a long demo)."""
+    return tuple(
+        dataclasses.replace(e, at_h=e.at_h + k * every_h) for k in range(times) for e in scenario
     )
 
 

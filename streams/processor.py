@@ -37,6 +37,7 @@ import asyncio
 import datetime as dt
 import logging
 import math
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -114,7 +115,9 @@ class ParkProcessor:
 
     ``store`` is written to and read back on cache misses. ``pm_realtime`` is the HJ 633-2012
     real-time PM method (``24h_moving`` or ``1h_on_24h_bp``). ``silence_after`` is how long a site
-    may stay quiet (in reading time) before a ``silent`` event.
+    may stay quiet (in reading time) before a ``silent`` event; ``silence_grace_s`` is how long it
+    must also have been quiet on the wall clock (partitions are consumed unevenly, so a site can lag
+    the park in reading time by a second's worth of a fast simulation without being silent).
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class ParkProcessor:
         *,
         pm_realtime: str = "24h_moving",
         silence_after: dt.timedelta = dt.timedelta(hours=2),
+        silence_grace_s: float = 3.0,
     ) -> None:
         if pm_realtime not in aqi_rules.PM_REALTIME_METHODS:
             raise ValueError(f"unknown pm_realtime {pm_realtime!r}: expected one of {', '.join(aqi_rules.PM_REALTIME_METHODS)}")
@@ -131,6 +135,7 @@ class ParkProcessor:
         self.store = store
         self.pm_realtime = pm_realtime
         self.silence_after = silence_after
+        self.silence_grace_s = silence_grace_s
         self.lateness = dt.timedelta(hours=park.lateness_horizon_h)
         self.tz = park.tz
         self._sites: dict[str, _SiteState] = {}
@@ -163,6 +168,7 @@ class ParkProcessor:
                 continue
             if state.newest is None or reading.ts > state.newest:
                 state.newest = reading.ts
+            state.heard_at = time.monotonic()
             hour = self._hour(reading.ts)
             flags = {v.flag for v in reading.values.values()} & ATTENTION_FLAGS
             if flags:
@@ -176,6 +182,12 @@ class ParkProcessor:
                 state.file_minute(hour, reading)
             dirty[site.id].add(hour)
         self.counters["readings"] += len(readings)
+        for site_id in list(dirty):
+            # hours left unjudged while they were running are judged now that they are over
+            state = self._sites[site_id]
+            finished = {h for h in state.unfinished if state.newest is not None and h + HOUR <= state.newest}
+            state.unfinished -= finished
+            dirty[site_id] |= finished
 
         for site_id, hours in dirty.items():
             site = self.park.sites[site_id]
@@ -206,6 +218,8 @@ class ParkProcessor:
         events = []
         for site_id, state in self._sites.items():
             if state.newest is None or park_now - state.newest <= self.silence_after:
+                continue
+            if state.heard_at is not None and time.monotonic() - state.heard_at < self.silence_grace_s:
                 continue
             if self._silent.get(site_id) == state.newest:
                 continue
@@ -326,6 +340,9 @@ class ParkProcessor:
             if not now:
                 continue
             conc: dict[str, float | None] = {p: _valid(now.get(p)) for p in AIR_POLLUTANTS}
+            if all(v is None for v in conc.values()) and self._running(state, a):
+                state.unfinished.add(a)  # nothing to judge yet: no NA tile on the wall mid-hour
+                continue
             o3_8h = validity.moving_8h_mean([_valid(w.get("O3")) for w in window[-8:]])
             conc["O3_8h"] = o3_8h
             for p in ("PM10", "PM2.5", "SO2"):
@@ -376,6 +393,9 @@ class ParkProcessor:
     async def _derive_water(self, site: Site, state: "_SiteState", hours: list[dt.datetime], out: Output) -> None:
         for h in hours:
             values = {p: v.value for p, v in state.hourly.get(h, {}).items() if v.valid and v.value is not None}
+            if not values and self._running(state, h):
+                state.unfinished.add(h)
+                continue
             self._classify_section(site, h, values, "water_class_hourly", out)
         for day in sorted({self._day(h) for h in hours}):
             start = self._day_start(day)
@@ -426,6 +446,9 @@ class ParkProcessor:
             for param, limit in site.permit.items():
                 m = means.get(param)
                 if m is None or limit.upper is None:
+                    continue
+                if not m.valid and self._running(state, h):
+                    state.unfinished.add(h)  # judged when valid, or as "not judged" once the hour is over
                     continue
                 fields: dict[str, FieldValue] = {"limit": limit.upper, "valid_minutes": m.valid_minutes, "measured": m.value}
                 judged = m.zs
@@ -478,7 +501,9 @@ class ParkProcessor:
                     mean = math.fsum(c for c, _ in pairs) / len(pairs)
                     weighting = "arithmetic"
                 c = emission_rules.daily_compliance(mean, limit.upper, valid_hours)
-                fields = {"value": mean, "limit": limit.upper, "compliant": c.compliant, "exceedance_multiple": c.exceedance_multiple, "valid_hours": valid_hours, "weighting": weighting}
+                fields = {"value": mean, "limit": limit.upper, "compliant": c.compliant, "exceedance_multiple": c.exceedance_multiple, "valid_hours": valid_hours, "weighting": weighting,
+                          # a day still receiving hours is not judged yet, which is not an invalid day
+                          "running": c.compliant is None and state.newest is not None and state.newest < start + DAY_HOURS * HOUR}
                 out.results.append(self._result("compliance_daily", site, start, fields, parameter=param))
                 if c.compliant is False:
                     out.events.append(self._exceedance_event(site, start, param, fields, "24h"))
@@ -550,6 +575,10 @@ class ParkProcessor:
     def _result(self, measurement: str, site: Site, ts: dt.datetime, fields: dict[str, FieldValue], **tags: str) -> Result:
         return Result(measurement=measurement, site=site.id, ts=ts.astimezone(self.tz), fields=fields, tags=tags)
 
+    def _running(self, state: "_SiteState", hour: dt.datetime) -> bool:
+        """Whether ``hour`` may still receive minutes: the site's newest reading lies inside it."""
+        return state.newest is None or state.newest < hour + HOUR
+
     def _state(self, site: Site) -> "_SiteState":
         state = self._sites.get(site.id)
         if state is None:
@@ -576,10 +605,13 @@ class ParkProcessor:
 class _SiteState:
     """A site's cache: minute buckets of recent hours and hourly means of the last two days."""
 
-    __slots__ = ("newest", "minutes", "loaded", "hour_readings", "hourly", "hourly_absent")
+    __slots__ = ("newest", "heard_at", "minutes", "loaded", "hour_readings", "hourly", "hourly_absent", "unfinished")
 
     def __init__(self) -> None:
         self.newest: dt.datetime | None = None
+        self.heard_at: float | None = None  # time.monotonic() of the last reading
+        # hours whose judgement waits for the hour to end (too few valid minutes so far)
+        self.unfinished: set[dt.datetime] = set()
         # hour → parameter → minute of hour → (value, flag, zs)
         self.minutes: dict[dt.datetime, dict[str, dict[int, tuple[float, str, float | None]]]] = {}
         self.loaded: set[dt.datetime] = set()
@@ -605,6 +637,7 @@ class _SiteState:
             del self.hour_readings[hour]
         for hour in [h for h in self.hourly if h < hourly_before]:
             del self.hourly[hour]
+        self.unfinished = {h for h in self.unfinished if h >= hourly_before}
         self.hourly_absent = {h for h in self.hourly_absent if h >= hourly_before}
 
 

@@ -199,7 +199,7 @@
           var t = el('div', 'tile');
           t.dataset.site = o.site;
           t.dataset.parameter = p.parameter;
-          var state = !c ? 'nodata' : c.compliant === true ? 'ok' : c.compliant === false ? 'bad' : 'invalid';
+          var state = !c ? 'nodata' : c.compliant === true ? 'ok' : c.compliant === false ? 'bad' : c.running ? 'running' : 'invalid';
           t.classList.add(state);
           t.dataset.state = state;
           add(t, add(el('div', 'p-name'), el('span', 'code', CODE[p.parameter] || p.parameter), el('span', 'zh', p.label)));
@@ -212,6 +212,7 @@
             t.title = 'exceeded by ' + fmt(c.multiple * 100, 0) + ' % of the limit';
           }
           else if (state === 'invalid') t.appendChild(el('div', 'p-multiple', '无效时段 invalid period'));
+          else if (state === 'running') t.appendChild(el('div', 'p-multiple', '日均统计中 day in progress'));
           tiles.appendChild(t);
         });
         og.appendChild(tiles);

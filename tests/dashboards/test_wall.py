@@ -285,7 +285,7 @@ def test_api_wall_snapshot_shape(server, park):
     outlets = {o["site"]: o for o in snap["outlets"]}
     assert set(outlets) == {s.id for s in park.sites_of("emission") if s.role in ("gas_outlet", "wastewater_outlet")}
     nox = next(p for p in outlets["YNDL-G1"]["parameters"] if p["parameter"] == "NOx")
-    assert nox["hourly"] == {"ts": nox["hourly"]["ts"], "value": 230.0, "limit": 200.0, "compliant": False, "multiple": 0.15, "valid_minutes": 60}
+    assert nox["hourly"] == {"ts": nox["hourly"]["ts"], "value": 230.0, "limit": 200.0, "compliant": False, "multiple": 0.15, "valid_minutes": 60, "running": False}
     cod = next(p for p in outlets["YNDL-W1"]["parameters"] if p["parameter"] == "COD")
     assert cod["judged"] == "daily" and cod["daily"]["compliant"] is True
     assert snap["events"][0]["id"] == "ev-xss" and snap["events"][0]["message"] == XSS_MESSAGE

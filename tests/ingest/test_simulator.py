@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ingest.simulator import FAULT_KINDS, Event, Simulator, default_scenario
+from ingest.simulator import FAULT_KINDS, Event, Simulator, default_scenario, repeat_scenario
 from park.model import Park
 from park.reading import InvalidReading, validate_reading
 from rules.emission import to_reference_o2
@@ -129,10 +129,10 @@ def test_meters_only_count_up_and_faster_on_working_days(park):
     assert monday_noon > 3 * saturday_noon
 
 
-def test_the_scenario_has_a_silent_station_for_three_hours(day):
+def test_the_scenario_has_a_silent_station_for_six_hours(day):
     times = [t for t, _ in day["KM-AIR-KMXY"]]
     gaps = [(b - a) for a, b in zip(times, times[1:]) if b - a > dt.timedelta(minutes=1)]
-    assert gaps == [dt.timedelta(hours=3, minutes=1)]
+    assert gaps == [dt.timedelta(hours=6, minutes=1)]
 
 
 def test_the_scenario_flags_a_section_for_maintenance_for_two_hours(day):
@@ -222,3 +222,10 @@ async def test_run_publishes_every_round_over_mqtt_and_stops_at_the_wall_clock(p
     finally:
         sub.disconnect()
         sub.loop_stop()
+
+
+def test_a_repeated_scenario_plays_every_event_again_every_period():
+    once = default_scenario()
+    twice = repeat_scenario(once, every_h=72, times=2)
+    assert len(twice) == 2 * len(once)
+    assert [e.at_h - 72 for e in twice[len(once):]] == [e.at_h for e in once]

@@ -516,6 +516,8 @@ async def test_a_stack_hour_with_fewer_than_45_valid_minutes_is_not_judged(park,
     hour = local(park, 2026, 11, 25, 10)
     dirty = STACK_GAS | {"NOx": 400.0}
     await processor.process(minute_readings(park, STACK, hour, dirty, flags={m: "D" for m in range(44, 60)}))
+    assert await results_of(store, "compliance_hourly", STACK) == []  # not judged while the hour runs
+    await processor.process(minute_readings(park, STACK, hour + HOUR, STACK_GAS, minutes=[0]))  # the hour is over
     fields = await result(store, "compliance_hourly", STACK, hour, parameter="NOx")
     assert fields["compliant"] is None and fields["valid_minutes"] == 44
     assert await events_of(store, "exceedance") == []
@@ -599,7 +601,8 @@ async def test_maintenance_flags_raise_one_maintenance_event_per_site_hour(park,
 
 
 async def test_a_site_lagging_the_park_by_more_than_silence_after_is_reported_silent_once(park, store):
-    processor = ParkProcessor(park, store, silence_after=dt.timedelta(hours=2))
+    # silence_grace_s=0: judge in reading time alone (the wall-clock grace is for fast simulations)
+    processor = ParkProcessor(park, store, silence_after=dt.timedelta(hours=2), silence_grace_s=0)
     ten = local(park, 2026, 11, 25, 10)
     await processor.process([hourly_reading(park, LUOLONG, ten, CLASS_II_WATER)])
     await processor.process([hourly_reading(park, MALIAO, ten + 2 * HOUR, CLASS_II_WATER)])
@@ -617,7 +620,7 @@ async def test_a_site_lagging_the_park_by_more_than_silence_after_is_reported_si
 
 
 class _StoreDownFor:
-    """The real store behind a switch: every call raises StoreUnavailable until ``up`` is set."""
+    """The real store behind a switch: the first ``failures`` calls raise StoreUnavailable."""
 
     def __init__(self, inner, failures: int) -> None:
         self.inner = inner
@@ -647,3 +650,19 @@ async def test_a_store_outage_holds_the_batch_and_loses_nothing_when_the_store_r
     fields = await result(store, "hourly_mean", AIR, hour, parameter="PM2.5")
     assert fields["valid_minutes"] == 60
     assert any(r.measurement == "aqi_hourly" for r in out.results)
+
+
+async def test_a_running_hour_without_valid_data_shows_no_judgement_until_it_is_valid(park, store, processor):
+    hour = local(park, 2026, 11, 25, 10)
+    await processor.process(minute_readings(park, AIR, hour, CLEAN_AIR, minutes=range(10)))
+    assert await results_of(store, "aqi_hourly", AIR) == []  # 10 minutes: no NA tile mid-hour
+    await processor.process(minute_readings(park, AIR, hour, CLEAN_AIR, minutes=range(10, 45)))
+    assert (await result(store, "aqi_hourly", AIR, hour))["aqi"] is not None
+
+
+async def test_a_silent_site_on_a_fast_clock_must_also_be_quiet_on_the_wall_clock(park, store):
+    processor = ParkProcessor(park, store, silence_after=dt.timedelta(hours=2), silence_grace_s=3600)
+    ten = local(park, 2026, 11, 25, 10)
+    await processor.process([hourly_reading(park, LUOLONG, ten, CLASS_II_WATER)])
+    await processor.process([hourly_reading(park, AIR, ten + h * HOUR, CLEAN_AIR) for h in range(4)])
+    assert await processor.check_silence() == []  # 3 h behind in reading time, heard a moment ago

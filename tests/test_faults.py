@@ -1,0 +1,429 @@
+"""Faults end to end: real Mosquitto, real Tansu, the real collector and a real Faust worker.
+
+The pipeline is wired as in ``test_end_to_end.py``: the collector runs in this process, the worker
+is a child process (``ecopark worker``), the SQLite store is polled. Each test breaks one part
+while readings flow and says in its docstring what survives the fault (DESIGN.md: "Nothing is
+lost", "At-least-once, idempotent") and where the guarantee ends.
+
+Tests wait on conditions (polling the store or an in-process counter) with a deadline; the only
+fixed waits are the durations of the faults themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterator
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from ecopark.services import Mosquitto, ensure_topics, free_port
+from ingest.collector import Collector
+from park.model import DEADLETTER_TOPIC, READING_TOPICS
+from store import open_store
+
+REPO = Path(__file__).resolve().parent.parent
+TIMEOUT_S = float(os.environ.get("E2E_TIMEOUT_S", "90"))
+
+AIR_SITE = "KM-AIR-KMXY"
+AIR = {"SO2": 8.0, "NO2": 30.0, "PM10": 40.0, "PM2.5": 20.0, "CO": 0.5, "O3": 50.0}
+EVENTS_TOPIC = "alerts.events"
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def persistent_mosquitto() -> Iterator[Mosquitto]:
+    """A Mosquitto of the test's own whose persistence really works when the tests run as root.
+
+    Started as root, Mosquitto drops to the ``mosquitto`` user, which cannot write into pytest's
+    0700 tmp directories (``fresh_mosquitto``): persistence then fails and a restart loses every
+    session. A world-writable directory of its own avoids that (as in tests/ingest).
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="ecopark-faults-mosquitto-"))
+    workdir.chmod(0o777)
+    broker = Mosquitto(workdir=workdir).start()
+    yield broker
+    broker.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+async def pipeline(park, persistent_mosquitto, fresh_tansu, tmp_path):
+    """Collector (in process) and worker (child process) on brokers of this test alone."""
+    await ensure_topics(fresh_tansu.bootstrap, {**{t: 4 for t in READING_TOPICS.values()}, DEADLETTER_TOPIC: 1, EVENTS_TOPIC: 1})
+    db = tmp_path / "ecopark.db"
+    store_url = f"sqlite:///{db}"
+    store = open_store(store_url)  # creates the file and its tables before the worker starts
+    collector = Collector(park, "127.0.0.1", persistent_mosquitto.port, fresh_tansu.bootstrap, client_id=f"faults-{free_port()}")
+    task = asyncio.create_task(collector.run())
+    await asyncio.wait_for(collector.ready.wait(), 30)
+    worker = _Worker(fresh_tansu.bootstrap, store_url, tmp_path)
+    worker.start()
+    publisher = _Publisher(park, persistent_mosquitto.port)
+    yield dict(park=park, store=store, db=db, worker=worker, publish=publisher, collector=collector,
+               mosquitto=persistent_mosquitto, tansu=fresh_tansu)
+    print(worker.log.read_text(errors="replace")[-5000:])
+    publisher.close()
+    worker.stop()
+    await collector.stop()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await store.close()
+
+
+@pytest.fixture
+def hour(now_local) -> dt.datetime:
+    """An hour three days back: in the past for the collector's "future" check, whatever today is."""
+    return (now_local - dt.timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+
+
+# -- 1. MQTT broker restart -----------------------------------------------------------------------
+
+async def test_an_mqtt_broker_restart_mid_hour_loses_no_reading(pipeline, hour):
+    """Mosquitto restarts (same port, persistence on) right after the first half of an hour.
+
+    Survives: every reading. The first half was acknowledged to the publisher by the broker; what
+    the collector had not yet taken (or taken but not yet acknowledged after producing) is kept in
+    the collector's persistent session and written to disk when the broker stops, and is
+    delivered again after the restart. The collector reconnects by itself with its session
+    present; the publisher (clean_session False) reconnects by itself and sends the second half.
+    The hour ends with all 60 valid minutes.
+    Limit: a broker without persistence (or whose persistence file cannot be written) forgets the
+    session; the collector then counts ``sessions_lost`` and says so in its log.
+    """
+    park, store, publish, collector = pipeline["park"], pipeline["store"], pipeline["publish"], pipeline["collector"]
+    for minute in range(30):
+        publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), {**AIR, "PM2.5": 10.0}, seq=minute)
+    publish.wait_all()
+    connects = publish.connects
+    pipeline["mosquitto"].restart()  # at once: part of the first half is still on its way to the collector
+    await _until(lambda: _async(publish.connects > connects), "the publisher reconnected to the restarted broker")
+    for minute in range(30, 60):
+        publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), {**AIR, "PM2.5": 30.0}, seq=minute)
+    publish.wait_all()
+
+    pm = await _wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 60, parameter="PM2.5")
+    assert pm.fields["value"] == pytest.approx(20.0)
+    means = {r.tags["parameter"]: r.fields for r in await store.results("hourly_mean", hour, hour + dt.timedelta(seconds=1), site=AIR_SITE)}
+    assert {p: f["valid_minutes"] for p, f in means.items()} == {p: 60 for p in AIR}
+    assert collector.mqtt_connects >= 2, "the collector never saw the broker go away"
+    assert collector.sessions_lost == 0
+
+
+# -- 2. Kafka (Tansu) restart ---------------------------------------------------------------------
+
+async def test_a_kafka_restart_under_a_running_collector_and_worker(pipeline, hour):
+    """Tansu restarts (same port, memory storage: it comes back with no topics, no groups, no log).
+
+    TODO: documented after measuring.
+    """
+    park, store, publish, collector, worker = (pipeline[k] for k in ("park", "store", "publish", "collector", "worker"))
+    for minute in range(45):
+        publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), {**AIR, "PM2.5": 10.0}, seq=minute)
+    publish.wait_all()
+    await _wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 45, parameter="PM2.5")
+    produced = collector.produced
+    pipeline["tansu"].restart()
+    # fewer readings than before: on the new, empty log they sit below the worker's old position
+    for minute in range(45, 60):
+        publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), {**AIR, "PM2.5": 50.0, "O3": 900.0}, seq=minute)
+    publish.wait_all()
+    await _until(lambda: _async(collector.produced >= produced + 15), "the collector produced the second part to the new Kafka")
+    pm = await _wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 60, parameter="PM2.5")
+    assert pm.fields["value"] == pytest.approx(20.0)
+    await _wait_for_result(store, "aqi_hourly", AIR_SITE, hour, lambda f: f.get("level") == 3)
+    (event,) = [e for e in await store.events(limit=100) if e.kind == "aqi_level"]
+    t0 = time.monotonic()
+    await _marker(store, publish, hour + dt.timedelta(hours=1))
+    print("MARKER after", time.monotonic() - t0)
+    records = await _consume(pipeline["tansu"].bootstrap, EVENTS_TOPIC, lambda rs: any(json.loads(r.value)["id"] == event.id for r in rs))
+    print("EVENTS", [json.loads(r.value)["id"] for r in records])
+
+
+# -- 3. Store unavailable -------------------------------------------------------------------------
+
+LOCK_S = 10.0
+
+
+async def test_a_store_locked_for_a_while_holds_the_stream_and_loses_nothing(pipeline, hour):
+    """Another process holds an exclusive lock on the SQLite store for ~10 s while readings arrive.
+
+    Survives: every reading. The worker's writes wait SQLite's busy timeout (5 s), then fail as
+    ``StoreUnavailable``; ``process_with_retry`` keeps the batch and retries it with back-off,
+    holding the stream (Kafka keeps the readings, no offset is committed past the batch). When the
+    lock goes, the held batch is written and the hour ends with all 60 valid minutes.
+    Limit: while the store is away nothing new is derived (the wall shows the last results).
+    """
+    store, publish, collector, worker = (pipeline[k] for k in ("store", "publish", "collector", "worker"))
+    for minute in range(30):
+        publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), {**AIR, "PM2.5": 10.0}, seq=minute)
+    publish.wait_all()
+    await _wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 30, parameter="PM2.5")
+
+    blocker = sqlite3.connect(pipeline["db"], isolation_level=None, timeout=30)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")
+        locked_at = time.monotonic()
+        produced = collector.produced
+        for minute in range(30, 60):
+            publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), {**AIR, "PM2.5": 30.0}, seq=minute)
+        publish.wait_all()
+        await _until(lambda: _async(collector.produced >= produced + 30), "the second half is in Kafka")
+        await asyncio.sleep(max(0.0, LOCK_S - (time.monotonic() - locked_at)))  # the outage itself
+        # nothing could be written meanwhile: the hour still has its first half only
+        pm = await store.results("hourly_mean", hour, hour + dt.timedelta(seconds=1), site=AIR_SITE)
+        assert {r.tags["parameter"]: r.fields["valid_minutes"] for r in pm}["PM2.5"] == 30
+        assert "store unavailable" in worker.log.read_text(errors="replace"), "the worker never met the lock"
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+    pm = await _wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 60, parameter="PM2.5")
+    assert pm.fields["value"] == pytest.approx(20.0)
+    rows = await store.readings(AIR_SITE, hour, hour + dt.timedelta(hours=1), parameter="PM2.5")
+    assert len(rows) == 60
+
+
+# -- 4. Duplicate burst ---------------------------------------------------------------------------
+
+async def test_a_duplicate_burst_changes_nothing(pipeline, hour):
+    """The same 60 readings published twice (a sender replaying its buffer).
+
+    Survives: the results, unchanged. The collector forwards both copies (it does not deduplicate,
+    ``produced`` counts 120); the worker files each reading into its minute by its stable id, so
+    the second copy overwrites itself: every stored result, raw reading and event is byte-for-byte
+    what the first copy left, and no event is stored twice (events are keyed by a stable id).
+    Limit: an event of a recomputed hour is sent again on ``alerts.events`` with the same id; the
+    alert stage deduplicates by that id.
+    """
+    park, store, publish, collector = pipeline["park"], pipeline["store"], pipeline["publish"], pipeline["collector"]
+    # O3 250 µg/m³ (1 h) is IAQI 125: AQI level III, so the hour raises an event
+    values = [{**AIR, "PM2.5": 10.0 + minute, "O3": 250.0} for minute in range(60)]
+    for minute in range(60):
+        publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), values[minute], seq=minute)
+    publish.wait_all()
+    await _wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 60, parameter="PM2.5")
+    await _wait_for_result(store, "aqi_hourly", AIR_SITE, hour, lambda f: f.get("level") == 3)
+    # a marker after each burst, same site (same partition, so processed in order), a later day:
+    # when its result is stored, everything published before it has been processed
+    await _marker(store, publish, hour + dt.timedelta(hours=26))
+    cutoff = _day_start(park, hour + dt.timedelta(hours=26))
+    before = _snapshot(pipeline["db"], cutoff)
+    assert any(e[1] == "aqi_level" for e in before["events"]), "the hour should have raised an AQI event"
+
+    for minute in range(60):
+        publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), values[minute], seq=minute)
+    publish.wait_all()
+    await _marker(store, publish, hour + dt.timedelta(hours=27))
+    after = _snapshot(pipeline["db"], cutoff)
+
+    assert collector.produced == 60 + 1 + 60 + 1  # duplicates forwarded, not dropped upstream
+    assert after == before
+    pm = await _wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: True, parameter="PM2.5")
+    assert pm.fields["valid_minutes"] == 60
+    assert pm.fields["value"] == pytest.approx(sum(v["PM2.5"] for v in values) / 60)
+
+
+# -- 5. A late reading ----------------------------------------------------------------------------
+
+async def test_a_reading_three_hours_late_updates_its_hour(pipeline, hour):
+    """Readings of two hours arrive without their minute 30; those minutes come 3 h and 4 h late.
+
+    Survives: the late readings, in their hours. Each is filed into its own hour (not the newest
+    one) and the hour is recomputed: 60 valid minutes and the mean including the late value. The
+    3-hours-late minute finds its hour still in the worker's minute cache; the 4-hours-late one
+    finds it evicted (the cache keeps 3 hours) and the hour is reloaded from the stored readings.
+    No ``late_reading`` event: both are well inside the park's lateness horizon (48 h).
+    Limit: beyond the horizon a reading is stored raw and reported, not recomputed.
+    """
+    park, store, publish = pipeline["park"], pipeline["store"], pipeline["publish"]
+    first, second = hour - dt.timedelta(hours=1), hour
+    seq = 0
+    for start in (first, second):
+        for minute in range(60):
+            if minute != 30:
+                seq += 1
+                publish.reading(AIR_SITE, start + dt.timedelta(minutes=minute), AIR, seq=seq)
+    newest = second + dt.timedelta(hours=3, minutes=30)
+    publish.reading(AIR_SITE, newest, AIR, seq=seq + 1)
+    publish.wait_all()
+    await _wait_for_result(store, "hourly_mean", AIR_SITE, second, lambda f: f.get("valid_minutes") == 59, parameter="PM2.5")
+    await _wait_for_result(store, "hourly_mean", AIR_SITE, newest.replace(minute=0), lambda f: f.get("valid_minutes") == 1, parameter="PM2.5")
+
+    publish.reading(AIR_SITE, second + dt.timedelta(minutes=30), {**AIR, "PM2.5": 80.0}, seq=seq + 2)  # 3 h late
+    publish.reading(AIR_SITE, first + dt.timedelta(minutes=30), {**AIR, "PM2.5": 140.0}, seq=seq + 3)  # 4 h late
+    publish.wait_all()
+    for start, late_value in ((second, 80.0), (first, 140.0)):
+        pm = await _wait_for_result(store, "hourly_mean", AIR_SITE, start, lambda f: f.get("valid_minutes") == 60, parameter="PM2.5")
+        assert pm.fields["value"] == pytest.approx((59 * AIR["PM2.5"] + late_value) / 60)
+    assert not [e for e in await store.events(limit=1000) if e.kind == "late_reading"]
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+async def _consume(bootstrap: str, topic: str, done: Callable[[list], bool], timeout: float = 15) -> list:
+    """Read ``topic`` from its beginning until ``done(records so far)``; fail at the deadline."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                                group_id=None)
+    await consumer.start()
+    records: list = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not done(records):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"timed out after {timeout:.0f} s reading {topic}: {len(records)} record(s)")
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def _marker(store, publish: "_Publisher", ts: dt.datetime) -> None:
+    publish.reading(AIR_SITE, ts, AIR, seq=int(ts.timestamp()))
+    publish.wait_all()
+    await _wait_for_result(store, "hourly_mean", AIR_SITE, ts.replace(minute=0, second=0), lambda f: f.get("valid_minutes") == 1, parameter="PM2.5")
+
+
+def _day_start(park, ts: dt.datetime) -> dt.datetime:
+    local = ts.astimezone(park.tz)
+    return dt.datetime.combine(local.date(), dt.time(0), tzinfo=park.tz)
+
+
+def _snapshot(db: Path, before: dt.datetime) -> dict[str, list[tuple]]:
+    """Every stored row stamped before ``before``: results, raw readings, events."""
+    cut = before.timestamp()
+    conn = sqlite3.connect(db)
+    try:
+        return {
+            "results": conn.execute("SELECT * FROM results WHERE ts < ? ORDER BY measurement, site, tags_key, ts", (cut,)).fetchall(),
+            "readings": conn.execute("SELECT * FROM readings WHERE ts < ? ORDER BY site, ts, parameter", (cut,)).fetchall(),
+            "events": conn.execute("SELECT id, kind, site, ts, severity, message, data FROM events WHERE ts < ? ORDER BY id", (cut,)).fetchall(),
+        }
+    finally:
+        conn.close()
+
+
+class _Worker:
+    """``ecopark worker`` as a child process in its own process group (copied from test_end_to_end)."""
+
+    running: list["_Worker"] = []
+
+    def __init__(self, kafka: str, store_url: str, tmp: Path) -> None:
+        self.cmd = [sys.executable, "-m", "ecopark.cli", "worker", "--kafka", kafka, "--store", store_url]
+        self.log = tmp / "worker.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        _Worker.running[:] = [self]
+        self.proc = subprocess.Popen(self.cmd + ["--web-port", str(free_port())], cwd=REPO, start_new_session=True,
+                                     stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=dict(os.environ, ECOPARK_BATCH_WITHIN_S="0.1"))
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        _Worker.running.clear()
+
+    def stop(self) -> None:
+        _Worker.running.clear()
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+class _Publisher:
+    """A QoS 1 sender with a persistent session that reconnects by itself (paho's network loop)."""
+
+    def __init__(self, park, port: int) -> None:
+        self.park = park
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"faults-pub-{free_port()}", clean_session=False)
+        self.client.max_inflight_messages_set(1000)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
+        self.connects = 0
+        self._connected = threading.Event()
+        self.client.on_connect = self._on_connect
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not self._connected.wait(10):
+            raise AssertionError(f"the test publisher could not connect to 127.0.0.1:{port}")
+        self.infos: list[mqtt.MQTTMessageInfo] = []
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not reason_code.is_failure:
+            self.connects += 1
+            self._connected.set()
+
+    def reading(self, site_id: str, ts: dt.datetime, values: dict[str, float], seq: int) -> None:
+        site = self.park.site(site_id)
+        self.raw(self.park.mqtt_topic(site), _payload(site_id, ts, values, seq, site))
+
+    def raw(self, topic: str, payload: bytes) -> None:
+        info = self.client.publish(topic, payload, qos=1)
+        assert info.rc == mqtt.MQTT_ERR_SUCCESS, info.rc
+        self.infos.append(info)
+
+    def wait_all(self) -> None:
+        for info in self.infos:
+            info.wait_for_publish(30)
+        self.infos.clear()
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _payload(site_id: str, ts: dt.datetime, values: dict[str, float], seq: int, site=None) -> bytes:
+    units = {p: (site.parameter(p).unit if site is not None else "ug/m3") for p in values}
+    return json.dumps({
+        "schema": 1, "site": site_id, "ts": ts.isoformat(), "seq": seq,
+        "values": {p: {"v": v, "unit": units[p]} for p, v in values.items()},
+    }).encode()
+
+
+async def _wait_for_result(store, measurement: str, site: str, ts: dt.datetime, ok: Callable[[dict], bool], **tags: str):
+    found: list[Any] = []
+
+    async def check() -> bool:
+        rows = await store.results(measurement, ts, ts + dt.timedelta(seconds=1), site=site)
+        rows = [r for r in rows if all(r.tags.get(k) == v for k, v in tags.items()) and ok(r.fields)]
+        found[:] = rows
+        return bool(rows)
+
+    await _until(check, f"{measurement} of {site} at {ts}")
+    return found[0]
+
+
+async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = TIMEOUT_S) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        for worker in _Worker.running:
+            if worker.proc is not None and worker.proc.poll() is not None:
+                raise AssertionError(f"the worker exited with {worker.proc.returncode} while waiting for {what}:\n"
+                                     + worker.log.read_text(errors="replace")[-3000:])
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def _async(value: bool) -> bool:
+    return value
