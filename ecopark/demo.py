@@ -143,7 +143,9 @@ class Demo:
         start = (dt.datetime.now(self.park.tz) - history).replace(minute=0, second=0, microsecond=0)
         # the scenario's events every three simulated days, so the whole run shows each kind
         scenario = repeat_scenario(default_scenario(), every_h=72, times=int(history / dt.timedelta(hours=72)) + 2)
-        sim = Simulator(self.park, mqtt_host, mqtt_port, speed=self.speed, start=start, scenario=scenario)
+        # with --hj212 the enterprises' outlets come in over TCP through the gateway instead
+        mqtt_sites = [s.id for s in self.park.sites.values() if not (self.hj212 and s.mn)]
+        sim = Simulator(self.park, mqtt_host, mqtt_port, speed=self.speed, start=start, scenario=scenario, sites=mqtt_sites)
         tasks = [asyncio.create_task(collector.run(), name="collector")]
         gateway = dlsim = None
         if self.hj212:
@@ -167,7 +169,7 @@ class Demo:
         waiters = [asyncio.create_task(stop.wait())]
         if duration is not None:
             waiters.append(asyncio.create_task(asyncio.sleep(duration)))
-        waiters.append(asyncio.create_task(asyncio.to_thread(worker.wait)))
+        waiters.append(asyncio.create_task(_exited(worker)))
         try:
             await asyncio.wait(waiters + tasks, return_when=asyncio.FIRST_COMPLETED)
             for t in tasks:
@@ -186,6 +188,13 @@ class Demo:
             await asyncio.gather(*tasks, *waiters, return_exceptions=True)
             await wall.stop()
             await store.close()
+
+
+async def _exited(proc: subprocess.Popen) -> None:
+    """Wait for a child to exit without a thread: a thread blocked in wait() would hold up
+    asyncio.run()'s executor shutdown until the child exits, and the child is stopped after it."""
+    while proc.poll() is None:
+        await asyncio.sleep(0.5)
 
 
 def _stats(collector) -> dict[str, object]:

@@ -429,6 +429,7 @@ class _Link:
             for fut in self.waiting.values():
                 if not fut.done():
                     fut.set_exception(ConnectionResetError("gateway closed the connection"))
+                    fut.exception()  # retrieved here: a sender that stopped waiting must not log it
 
     async def _drop(self) -> None:
         writer, self.writer, self.reader = self.writer, None, None

@@ -19,6 +19,8 @@ unknown parameter, future timestamp, NaN) *beside* the valid readings, for the d
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import dataclasses
 
 import asyncio
@@ -130,6 +132,7 @@ class Simulator:
         client_id: str = "ecopark-simulator",
         username: str | None = None,
         password: str | None = None,
+        sites: Iterable[str] | None = None,
     ) -> None:
         if speed <= 0:
             raise ValueError(f"speed {speed} must be positive (simulated seconds per real second)")
@@ -158,7 +161,9 @@ class Simulator:
         self.faults_published = 0
         self.sim_time = self.start  # the last simulated time published
         self._next = self.start
-        self._sites = list(park.sites.values())
+        # ``sites`` limits the simulation, e.g. to leave the enterprises to the HJ 212 dataloggers
+        chosen = None if sites is None else set(sites)
+        self._sites = [s for s in park.sites.values() if chosen is None or s.id in chosen]
         self._events = [(_event_window(e, self.start), e) for e in self.scenario]
         self._stop = asyncio.Event()
         self._interval = "1min" if interval_s == 60 else "rt"
