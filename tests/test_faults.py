@@ -42,6 +42,10 @@ AIR = {"SO2": 8.0, "NO2": 30.0, "PM10": 40.0, "PM2.5": 20.0, "CO": 0.5, "O3": 50
 EVENTS_TOPIC = "alerts.events"
 
 
+class _EventLost(AssertionError):
+    """The one failure an xfail below expects (any other failure of that test is a real one)."""
+
+
 # -- fixtures -------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -104,12 +108,12 @@ async def test_an_mqtt_broker_restart_mid_hour_loses_no_reading(pipeline, hour):
     Limit: a broker without persistence (or whose persistence file cannot be written) forgets the
     session; the collector then counts ``sessions_lost`` and says so in its log.
     """
-    park, store, publish, collector = pipeline["park"], pipeline["store"], pipeline["publish"], pipeline["collector"]
+    store, publish, collector = pipeline["store"], pipeline["publish"], pipeline["collector"]
     for minute in range(30):
         publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), {**AIR, "PM2.5": 10.0}, seq=minute)
     publish.wait_all()
     connects = publish.connects
-    pipeline["mosquitto"].restart()  # at once: part of the first half is still on its way to the collector
+    pipeline["mosquitto"].restart()  # at once: the collector may still be taking (or acknowledging) the first half
     await _until(lambda: _async(publish.connects > connects), "the publisher reconnected to the restarted broker")
     for minute in range(30, 60):
         publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), {**AIR, "PM2.5": 30.0}, seq=minute)
@@ -125,32 +129,77 @@ async def test_an_mqtt_broker_restart_mid_hour_loses_no_reading(pipeline, hour):
 
 # -- 2. Kafka (Tansu) restart ---------------------------------------------------------------------
 
-async def test_a_kafka_restart_under_a_running_collector_and_worker(pipeline, hour):
-    """Tansu restarts (same port, memory storage: it comes back with no topics, no groups, no log).
+async def test_a_kafka_restart_under_a_running_collector_and_worker_loses_no_reading(pipeline, hour):
+    """Tansu goes down while readings arrive, and comes back empty (memory storage: no topics, no
+    consumer group, no log, no committed offsets) on the same port.
 
-    TODO: documented after measuring.
+    Survives: every reading, and the worker process itself. While Kafka is away the collector
+    takes the readings from MQTT but acknowledges none of them (the broker keeps them in the
+    session). When Kafka is back the collector notices it lost its log (offsets went backwards,
+    topics missing), re-creates its topics and produces the held readings again. The running
+    worker's consumer finds its group forgotten, re-joins, finds no committed offsets and reads
+    the new log from the start (its old positions lie beyond the new log's end); the hour ends
+    with all 60 valid minutes, computed from the first part (already in the store) and the rest.
+    The AQI event the completed hour raises is stored.
+    Limit (Tansu only, production Kafka keeps its log): nobody re-creates ``alerts.events``, and
+    Tansu acknowledges writes to a topic it no longer has, so events the worker sends there after
+    the restart vanish from that topic (they stay in the store's events table); see
+    ``test_after_a_kafka_restart_alert_events_reach_the_events_topic``.
     """
-    park, store, publish, collector, worker = (pipeline[k] for k in ("park", "store", "publish", "collector", "worker"))
+    store, publish, collector, worker, tansu = (pipeline[k] for k in ("store", "publish", "collector", "worker", "tansu"))
     for minute in range(45):
         publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), {**AIR, "PM2.5": 10.0}, seq=minute)
     publish.wait_all()
     await _wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 45, parameter="PM2.5")
-    produced = collector.produced
-    pipeline["tansu"].restart()
-    # fewer readings than before: on the new, empty log they sit below the worker's old position
+    received, acked, produced = collector.received, collector.acked, collector.produced
+
+    tansu.stop()
+    # fewer readings than before: in the new, empty log they sit below the worker's old positions.
+    # O3 900 µg/m³ in a quarter of the hour: hourly O3 262 µg/m³, AQI level III → an aqi_level event
     for minute in range(45, 60):
         publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), {**AIR, "PM2.5": 50.0, "O3": 900.0}, seq=minute)
     publish.wait_all()
-    await _until(lambda: _async(collector.produced >= produced + 15), "the collector produced the second part to the new Kafka")
+    await _until(lambda: _async(collector.received >= received + 15), "the collector took the readings from MQTT")
+    assert collector.acked == acked and collector.produced == produced  # held: Kafka does not have them
+    tansu.start()  # same port, empty
+
+    await _until(lambda: _async(collector.produced >= produced + 15), "the collector produced the held readings to the new Kafka")
     pm = await _wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 60, parameter="PM2.5")
     assert pm.fields["value"] == pytest.approx(20.0)
     await _wait_for_result(store, "aqi_hourly", AIR_SITE, hour, lambda f: f.get("level") == 3)
-    (event,) = [e for e in await store.events(limit=100) if e.kind == "aqi_level"]
-    t0 = time.monotonic()
-    await _marker(store, publish, hour + dt.timedelta(hours=1))
-    print("MARKER after", time.monotonic() - t0)
-    records = await _consume(pipeline["tansu"].bootstrap, EVENTS_TOPIC, lambda rs: any(json.loads(r.value)["id"] == event.id for r in rs))
-    print("EVENTS", [json.loads(r.value)["id"] for r in records])
+    assert [e.kind for e in await store.events(limit=100)] == ["aqi_level"]
+    assert collector.acked >= acked + 15
+    assert worker.proc is not None and worker.proc.poll() is None  # the same worker, never restarted
+
+
+@pytest.mark.xfail(strict=True, raises=_EventLost, reason="Tansu only: after a restart nobody re-creates alerts.events and Tansu "
+                   "acknowledges writes to a topic it no longer has; real Kafka keeps the topic")
+async def test_after_a_kafka_restart_alert_events_reach_the_events_topic(pipeline, hour):
+    """Known limit, kept as a test that fails until it is fixed (strict xfail).
+
+    After a Tansu restart the worker's alert events are stored but never reach ``alerts.events``:
+    the worker's producer still has the topic's metadata, Tansu acknowledges the write (offset 0)
+    to a topic it does not have, and the event is gone from Kafka. A fix: the worker re-declares
+    its output topics when a delivery offset goes backwards, as the collector does for its own.
+    """
+    store, publish, tansu = pipeline["store"], pipeline["publish"], pipeline["tansu"]
+    for minute in range(60):
+        publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), {**AIR, "O3": 250.0}, seq=minute)
+    publish.wait_all()
+    await _wait_for_result(store, "aqi_hourly", AIR_SITE, hour, lambda f: f.get("level") == 3)
+    await _consume(tansu.bootstrap, EVENTS_TOPIC, lambda rs: len(rs) >= 1)  # before the restart: it does
+    tansu.restart()
+    later = hour + dt.timedelta(hours=1)
+    for minute in range(60):
+        publish.reading(AIR_SITE, later + dt.timedelta(minutes=minute), {**AIR, "O3": 250.0}, seq=100 + minute)
+    publish.wait_all()
+    await _wait_for_result(store, "aqi_hourly", AIR_SITE, later, lambda f: f.get("level") == 3)
+    event_id = f"aqi_level/{AIR_SITE}/{later.astimezone(dt.timezone.utc):%Y%m%dT%H%MZ}"
+    assert event_id in {e.id for e in await store.events(limit=100)}
+    try:
+        await _consume(tansu.bootstrap, EVENTS_TOPIC, lambda rs: any(json.loads(r.value)["id"] == event_id for r in rs), timeout=10)
+    except AssertionError as exc:
+        raise _EventLost(f"{event_id} is stored but not on {EVENTS_TOPIC}") from exc
 
 
 # -- 3. Store unavailable -------------------------------------------------------------------------
@@ -249,7 +298,7 @@ async def test_a_reading_three_hours_late_updates_its_hour(pipeline, hour):
     No ``late_reading`` event: both are well inside the park's lateness horizon (48 h).
     Limit: beyond the horizon a reading is stored raw and reported, not recomputed.
     """
-    park, store, publish = pipeline["park"], pipeline["store"], pipeline["publish"]
+    store, publish = pipeline["store"], pipeline["publish"]
     first, second = hour - dt.timedelta(hours=1), hour
     seq = 0
     for start in (first, second):
@@ -274,7 +323,7 @@ async def test_a_reading_three_hours_late_updates_its_hour(pipeline, hour):
 
 # -- helpers --------------------------------------------------------------------------------------
 
-async def _consume(bootstrap: str, topic: str, done: Callable[[list], bool], timeout: float = 15) -> list:
+async def _consume(bootstrap: str, topic: str, done: Callable[[list], bool], timeout: float = TIMEOUT_S) -> list:
     """Read ``topic`` from its beginning until ``done(records so far)``; fail at the deadline."""
     from aiokafka import AIOKafkaConsumer
 
