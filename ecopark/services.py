@@ -74,8 +74,26 @@ def tansu_binary() -> str:
     return str(path)
 
 
+class _ChildServer:
+    """A server run as a child process in its own process group; ``start()`` is the subclass's."""
+
+    proc: subprocess.Popen | None
+
+    def start(self) -> "_ChildServer":
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port (Mosquitto keeps its sessions; Tansu keeps nothing)."""
+        self.stop()
+        self.start()
+
+
 @dataclass
-class Mosquitto:
+class Mosquitto(_ChildServer):
     """A Mosquitto broker of our own on 127.0.0.1:``port``.
 
     ``passwords`` (user → password) turns anonymous access off; ``acl`` is the text of an ACL file.
@@ -137,21 +155,13 @@ class Mosquitto:
         wait_for_port("127.0.0.1", self.port, proc=self.proc, what="mosquitto")
         return self
 
-    def stop(self) -> None:
-        _stop(self.proc)
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
 
 @dataclass
-class Tansu:
+class Tansu(_ChildServer):
     """A Tansu broker (Kafka protocol, memory storage) on 127.0.0.1:``port``. Nothing survives stop()."""
 
     port: int = 0
@@ -171,14 +181,6 @@ class Tansu:
         )
         wait_for_port("127.0.0.1", self.port, proc=self.proc, what="tansu")
         return self
-
-    def stop(self) -> None:
-        _stop(self.proc)
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
     @property
     def bootstrap(self) -> str:

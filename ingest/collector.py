@@ -26,7 +26,6 @@ import asyncio
 import collections
 import datetime as dt
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Final

@@ -14,28 +14,21 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import os
 import shutil
-import signal
 import sqlite3
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Callable, Iterator
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from ecopark.services import Mosquitto, ensure_topics, free_port
 from ingest.collector import Collector
 from park.model import DEADLETTER_TOPIC, READING_TOPICS
 from store import open_store
+from tests.pipeline import TIMEOUT_S, Publisher, Worker, is_true, until, wait_for_result
 
-REPO = Path(__file__).resolve().parent.parent
-TIMEOUT_S = float(os.environ.get("E2E_TIMEOUT_S", "90"))
 
 AIR_SITE = "KM-AIR-KMXY"
 AIR = {"SO2": 8.0, "NO2": 30.0, "PM10": 40.0, "PM2.5": 20.0, "CO": 0.5, "O3": 50.0}
@@ -74,9 +67,9 @@ async def pipeline(park, persistent_mosquitto, fresh_tansu, tmp_path):
     collector = Collector(park, "127.0.0.1", persistent_mosquitto.port, fresh_tansu.bootstrap, client_id=f"faults-{free_port()}")
     task = asyncio.create_task(collector.run())
     await asyncio.wait_for(collector.ready.wait(), 30)
-    worker = _Worker(fresh_tansu.bootstrap, store_url, tmp_path)
+    worker = Worker(fresh_tansu.bootstrap, store_url, tmp_path)
     worker.start()
-    publisher = _Publisher(park, persistent_mosquitto.port)
+    publisher = Publisher(park, persistent_mosquitto.port)
     yield dict(park=park, store=store, db=db, worker=worker, publish=publisher, collector=collector,
                mosquitto=persistent_mosquitto, tansu=fresh_tansu)
     print(worker.log.read_text(errors="replace")[-5000:])
@@ -114,12 +107,12 @@ async def test_an_mqtt_broker_restart_mid_hour_loses_no_reading(pipeline, hour):
     publish.wait_all()
     connects = publish.connects
     pipeline["mosquitto"].restart()  # at once: the collector may still be taking (or acknowledging) the first half
-    await _until(lambda: _async(publish.connects > connects), "the publisher reconnected to the restarted broker")
+    await until(lambda: is_true(publish.connects > connects), "the publisher reconnected to the restarted broker")
     for minute in range(30, 60):
         publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), {**AIR, "PM2.5": 30.0}, seq=minute)
     publish.wait_all()
 
-    pm = await _wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 60, parameter="PM2.5")
+    pm = await wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 60, parameter="PM2.5")
     assert pm.fields["value"] == pytest.approx(20.0)
     means = {r.tags["parameter"]: r.fields for r in await store.results("hourly_mean", hour, hour + dt.timedelta(seconds=1), site=AIR_SITE)}
     assert {p: f["valid_minutes"] for p, f in means.items()} == {p: 60 for p in AIR}
@@ -150,7 +143,7 @@ async def test_a_kafka_restart_under_a_running_collector_and_worker_loses_no_rea
     for minute in range(45):
         publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), {**AIR, "PM2.5": 10.0}, seq=minute)
     publish.wait_all()
-    await _wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 45, parameter="PM2.5")
+    await wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 45, parameter="PM2.5")
     received, acked, produced = collector.received, collector.acked, collector.produced
 
     tansu.stop()
@@ -159,14 +152,14 @@ async def test_a_kafka_restart_under_a_running_collector_and_worker_loses_no_rea
     for minute in range(45, 60):
         publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), {**AIR, "PM2.5": 50.0, "O3": 900.0}, seq=minute)
     publish.wait_all()
-    await _until(lambda: _async(collector.received >= received + 15), "the collector took the readings from MQTT")
+    await until(lambda: is_true(collector.received >= received + 15), "the collector took the readings from MQTT")
     assert collector.acked == acked and collector.produced == produced  # held: Kafka does not have them
     tansu.start()  # same port, empty
 
-    await _until(lambda: _async(collector.produced >= produced + 15), "the collector produced the held readings to the new Kafka")
-    pm = await _wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 60, parameter="PM2.5")
+    await until(lambda: is_true(collector.produced >= produced + 15), "the collector produced the held readings to the new Kafka")
+    pm = await wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 60, parameter="PM2.5")
     assert pm.fields["value"] == pytest.approx(20.0)
-    await _wait_for_result(store, "aqi_hourly", AIR_SITE, hour, lambda f: f.get("level") == 3)
+    await wait_for_result(store, "aqi_hourly", AIR_SITE, hour, lambda f: f.get("level") == 3)
     assert [e.kind for e in await store.events(limit=100)] == ["aqi_level"]
     assert collector.acked >= acked + 15
     assert worker.proc is not None and worker.proc.poll() is None  # the same worker, never restarted
@@ -186,14 +179,14 @@ async def test_after_a_kafka_restart_alert_events_reach_the_events_topic(pipelin
     for minute in range(60):
         publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), {**AIR, "O3": 250.0}, seq=minute)
     publish.wait_all()
-    await _wait_for_result(store, "aqi_hourly", AIR_SITE, hour, lambda f: f.get("level") == 3)
+    await wait_for_result(store, "aqi_hourly", AIR_SITE, hour, lambda f: f.get("level") == 3)
     await _consume(tansu.bootstrap, EVENTS_TOPIC, lambda rs: len(rs) >= 1)  # before the restart: it does
     tansu.restart()
     later = hour + dt.timedelta(hours=1)
     for minute in range(60):
         publish.reading(AIR_SITE, later + dt.timedelta(minutes=minute), {**AIR, "O3": 250.0}, seq=100 + minute)
     publish.wait_all()
-    await _wait_for_result(store, "aqi_hourly", AIR_SITE, later, lambda f: f.get("level") == 3)
+    await wait_for_result(store, "aqi_hourly", AIR_SITE, later, lambda f: f.get("level") == 3)
     event_id = f"aqi_level/{AIR_SITE}/{later.astimezone(dt.timezone.utc):%Y%m%dT%H%MZ}"
     assert event_id in {e.id for e in await store.events(limit=100)}
     try:
@@ -220,7 +213,7 @@ async def test_a_store_locked_for_a_while_holds_the_stream_and_loses_nothing(pip
     for minute in range(30):
         publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), {**AIR, "PM2.5": 10.0}, seq=minute)
     publish.wait_all()
-    await _wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 30, parameter="PM2.5")
+    await wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 30, parameter="PM2.5")
 
     blocker = sqlite3.connect(pipeline["db"], isolation_level=None, timeout=30)
     try:
@@ -230,7 +223,7 @@ async def test_a_store_locked_for_a_while_holds_the_stream_and_loses_nothing(pip
         for minute in range(30, 60):
             publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), {**AIR, "PM2.5": 30.0}, seq=minute)
         publish.wait_all()
-        await _until(lambda: _async(collector.produced >= produced + 30), "the second half is in Kafka")
+        await until(lambda: is_true(collector.produced >= produced + 30), "the second half is in Kafka")
         await asyncio.sleep(max(0.0, LOCK_S - (time.monotonic() - locked_at)))  # the outage itself
         # nothing could be written meanwhile: the hour still has its first half only
         pm = await store.results("hourly_mean", hour, hour + dt.timedelta(seconds=1), site=AIR_SITE)
@@ -240,7 +233,7 @@ async def test_a_store_locked_for_a_while_holds_the_stream_and_loses_nothing(pip
         blocker.rollback()
         blocker.close()
 
-    pm = await _wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 60, parameter="PM2.5")
+    pm = await wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 60, parameter="PM2.5")
     assert pm.fields["value"] == pytest.approx(20.0)
     rows = await store.readings(AIR_SITE, hour, hour + dt.timedelta(hours=1), parameter="PM2.5")
     assert len(rows) == 60
@@ -264,8 +257,8 @@ async def test_a_duplicate_burst_changes_nothing(pipeline, hour):
     for minute in range(60):
         publish.reading(AIR_SITE, hour + dt.timedelta(minutes=minute), values[minute], seq=minute)
     publish.wait_all()
-    await _wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 60, parameter="PM2.5")
-    await _wait_for_result(store, "aqi_hourly", AIR_SITE, hour, lambda f: f.get("level") == 3)
+    await wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: f.get("valid_minutes") == 60, parameter="PM2.5")
+    await wait_for_result(store, "aqi_hourly", AIR_SITE, hour, lambda f: f.get("level") == 3)
     # a marker after each burst, same site (same partition, so processed in order), a later day:
     # when its result is stored, everything published before it has been processed
     await _marker(store, publish, hour + dt.timedelta(hours=26))
@@ -281,7 +274,7 @@ async def test_a_duplicate_burst_changes_nothing(pipeline, hour):
 
     assert collector.produced == 60 + 1 + 60 + 1  # duplicates forwarded, not dropped upstream
     assert after == before
-    pm = await _wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: True, parameter="PM2.5")
+    pm = await wait_for_result(store, "hourly_mean", AIR_SITE, hour, lambda f: True, parameter="PM2.5")
     assert pm.fields["valid_minutes"] == 60
     assert pm.fields["value"] == pytest.approx(sum(v["PM2.5"] for v in values) / 60)
 
@@ -309,14 +302,14 @@ async def test_a_reading_three_hours_late_updates_its_hour(pipeline, hour):
     newest = second + dt.timedelta(hours=3, minutes=30)
     publish.reading(AIR_SITE, newest, AIR, seq=seq + 1)
     publish.wait_all()
-    await _wait_for_result(store, "hourly_mean", AIR_SITE, second, lambda f: f.get("valid_minutes") == 59, parameter="PM2.5")
-    await _wait_for_result(store, "hourly_mean", AIR_SITE, newest.replace(minute=0), lambda f: f.get("valid_minutes") == 1, parameter="PM2.5")
+    await wait_for_result(store, "hourly_mean", AIR_SITE, second, lambda f: f.get("valid_minutes") == 59, parameter="PM2.5")
+    await wait_for_result(store, "hourly_mean", AIR_SITE, newest.replace(minute=0), lambda f: f.get("valid_minutes") == 1, parameter="PM2.5")
 
     publish.reading(AIR_SITE, second + dt.timedelta(minutes=30), {**AIR, "PM2.5": 80.0}, seq=seq + 2)  # 3 h late
     publish.reading(AIR_SITE, first + dt.timedelta(minutes=30), {**AIR, "PM2.5": 140.0}, seq=seq + 3)  # 4 h late
     publish.wait_all()
     for start, late_value in ((second, 80.0), (first, 140.0)):
-        pm = await _wait_for_result(store, "hourly_mean", AIR_SITE, start, lambda f: f.get("valid_minutes") == 60, parameter="PM2.5")
+        pm = await wait_for_result(store, "hourly_mean", AIR_SITE, start, lambda f: f.get("valid_minutes") == 60, parameter="PM2.5")
         assert pm.fields["value"] == pytest.approx((59 * AIR["PM2.5"] + late_value) / 60)
     assert not [e for e in await store.events(limit=1000) if e.kind == "late_reading"]
 
@@ -343,10 +336,10 @@ async def _consume(bootstrap: str, topic: str, done: Callable[[list], bool], tim
     return records
 
 
-async def _marker(store, publish: "_Publisher", ts: dt.datetime) -> None:
+async def _marker(store, publish: "Publisher", ts: dt.datetime) -> None:
     publish.reading(AIR_SITE, ts, AIR, seq=int(ts.timestamp()))
     publish.wait_all()
-    await _wait_for_result(store, "hourly_mean", AIR_SITE, ts.replace(minute=0, second=0), lambda f: f.get("valid_minutes") == 1, parameter="PM2.5")
+    await wait_for_result(store, "hourly_mean", AIR_SITE, ts.replace(minute=0, second=0), lambda f: f.get("valid_minutes") == 1, parameter="PM2.5")
 
 
 def _day_start(park, ts: dt.datetime) -> dt.datetime:
@@ -366,113 +359,3 @@ def _snapshot(db: Path, before: dt.datetime) -> dict[str, list[tuple]]:
         }
     finally:
         conn.close()
-
-
-class _Worker:
-    """``ecopark worker`` as a child process in its own process group (copied from test_end_to_end)."""
-
-    running: list["_Worker"] = []
-
-    def __init__(self, kafka: str, store_url: str, tmp: Path) -> None:
-        self.cmd = [sys.executable, "-m", "ecopark.cli", "worker", "--kafka", kafka, "--store", store_url]
-        self.log = tmp / "worker.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        _Worker.running[:] = [self]
-        self.proc = subprocess.Popen(self.cmd + ["--web-port", str(free_port())], cwd=REPO, start_new_session=True,
-                                     stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=dict(os.environ, ECOPARK_BATCH_WITHIN_S="0.1"))
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        _Worker.running.clear()
-
-    def stop(self) -> None:
-        _Worker.running.clear()
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
-class _Publisher:
-    """A QoS 1 sender with a persistent session that reconnects by itself (paho's network loop)."""
-
-    def __init__(self, park, port: int) -> None:
-        self.park = park
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"faults-pub-{free_port()}", clean_session=False)
-        self.client.max_inflight_messages_set(1000)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
-        self.connects = 0
-        self._connected = threading.Event()
-        self.client.on_connect = self._on_connect
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        if not self._connected.wait(10):
-            raise AssertionError(f"the test publisher could not connect to 127.0.0.1:{port}")
-        self.infos: list[mqtt.MQTTMessageInfo] = []
-
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if not reason_code.is_failure:
-            self.connects += 1
-            self._connected.set()
-
-    def reading(self, site_id: str, ts: dt.datetime, values: dict[str, float], seq: int) -> None:
-        site = self.park.site(site_id)
-        self.raw(self.park.mqtt_topic(site), _payload(site_id, ts, values, seq, site))
-
-    def raw(self, topic: str, payload: bytes) -> None:
-        info = self.client.publish(topic, payload, qos=1)
-        assert info.rc == mqtt.MQTT_ERR_SUCCESS, info.rc
-        self.infos.append(info)
-
-    def wait_all(self) -> None:
-        for info in self.infos:
-            info.wait_for_publish(30)
-        self.infos.clear()
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
-def _payload(site_id: str, ts: dt.datetime, values: dict[str, float], seq: int, site=None) -> bytes:
-    units = {p: (site.parameter(p).unit if site is not None else "ug/m3") for p in values}
-    return json.dumps({
-        "schema": 1, "site": site_id, "ts": ts.isoformat(), "seq": seq,
-        "values": {p: {"v": v, "unit": units[p]} for p, v in values.items()},
-    }).encode()
-
-
-async def _wait_for_result(store, measurement: str, site: str, ts: dt.datetime, ok: Callable[[dict], bool], **tags: str):
-    found: list[Any] = []
-
-    async def check() -> bool:
-        rows = await store.results(measurement, ts, ts + dt.timedelta(seconds=1), site=site)
-        rows = [r for r in rows if all(r.tags.get(k) == v for k, v in tags.items()) and ok(r.fields)]
-        found[:] = rows
-        return bool(rows)
-
-    await _until(check, f"{measurement} of {site} at {ts}")
-    return found[0]
-
-
-async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = TIMEOUT_S) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        for worker in _Worker.running:
-            if worker.proc is not None and worker.proc.poll() is not None:
-                raise AssertionError(f"the worker exited with {worker.proc.returncode} while waiting for {what}:\n"
-                                     + worker.log.read_text(errors="replace")[-3000:])
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
-async def _async(value: bool) -> bool:
-    return value

@@ -18,7 +18,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
-import msgspec
 import paho.mqtt.client as mqtt
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition

@@ -661,6 +661,55 @@ def test_fast_and_careful_cp_readers_agree(inner):
     assert (fast_values, fast_cp) == (slow_values, slow_cp)
 
 
+_cp_keys = st.sampled_from(["DataTime", "QnRtn", "a21026-Rtd", "a21026-Avg", "a21026-ZsAvg", "a21026-Flag",
+                            "w01018-Rtd", "w01018-Flag", "w01018-Info", "w01018-SampleTime", "a-b-Avg", "02-Rtd",
+                            "a34013-Unknown", "-Rtd", "a21026-", "", "Data-Time"])
+_cp_texts = st.one_of(
+    st.sampled_from(["1", "0", "-0", "-0.0", "-0e0", "12.5", "-3.25", "1.", ".5", "+1", "01", "1e5", "1E-3",
+                     "1e999", "-1e999", "nan", "inf", "1_0", "", "N", "D", " 1", "1 ", "true", "null", "[1]",
+                     "\"1\"", "1=2", "20250314100100", "9007199254740993", "0.1"]),
+    st.from_regex(r"-?[0-9]{1,20}(\.[0-9]{0,20})?([eE][+-]?[0-9]{1,3})?", fullmatch=True))
+
+
+@st.composite
+def _cp_areas(draw):
+    items = draw(st.lists(st.tuples(_cp_keys, _cp_texts), min_size=1, max_size=8))
+    separators = draw(st.lists(st.sampled_from([";", ","]), min_size=len(items), max_size=len(items)))
+    return "".join(f"{sep if i else ''}{key}={text}" for i, ((key, text), sep) in enumerate(zip(items, separators)))
+
+
+@settings(max_examples=400)
+@given(_cp_areas())
+def test_fast_cp_reader_agrees_with_the_careful_one_on_field_like_areas(inner):
+    hj212._CP_PLANS.clear()
+    slow_values, slow_cp = {}, {}
+    try:
+        hj212._parse_cp(inner, slow_values, slow_cp, "2017", [], True, SHANGHAI, MN, b"")
+    except hj212.HJ212Error:
+        slow = None
+    else:
+        slow = (slow_values, slow_cp)
+    for _ in range(3):  # first sight of a layout, second (compiles it), compiled
+        fast_values, fast_cp = {}, {}
+        if not hj212._parse_cp_fast(inner, fast_values, fast_cp):
+            assert (fast_values, fast_cp) == ({}, {})
+            continue
+        assert slow is not None
+        assert repr((fast_values, fast_cp)) == repr(slow)  # repr: -0.0 is not 0.0, key order counts
+
+
+def test_fast_cp_reader_reads_clean_areas_and_compiles_their_layout():
+    hj212._CP_PLANS.clear()
+    inner = "DataTime=20250314100100;a21026-Min=-0,a21026-Avg=-0.5,a21026-Flag=N;a01012-Rtd=1.,a01012-Info=x"
+    expected = ({"a21026": {"Min": -0.0, "Avg": -0.5, "Flag": "N"}, "a01012": {"Rtd": 1.0, "Info": "x"}},
+                {"DataTime": "20250314100100"})
+    for _ in range(3):
+        values, cp = hj212._read_cp_fast(inner)
+        assert repr((values, cp)) == repr(expected)
+    assert hj212._read_cp_fast(inner.replace("Info=x", "Info=")) is None
+    assert hj212._read_cp_fast(inner.replace("Avg=-0.5", "Avg=nan")) is None
+
+
 # ---------------------------------------------------------------------------------------------
 # Tolerated deviations (lenient) and strict mode
 # ---------------------------------------------------------------------------------------------
