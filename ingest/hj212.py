@@ -50,7 +50,7 @@ import datetime as dt
 import functools
 import itertools
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields as dataclass_fields
 from decimal import Decimal
 from types import MappingProxyType
 from operator import call, itemgetter
@@ -497,8 +497,8 @@ class Packet:
 
 # `parse` builds its Packets without the frozen dataclass's __init__ (one object.__setattr__ call
 # per field): it sets the slots directly, all in one C-level map. Packet has no __post_init__.
-_PACKET_SLOT_SETTERS: Final = tuple(Packet.__dict__[field.name].__set__ for field in fields(Packet))
-assert tuple(field.name for field in fields(Packet)) == Packet.__slots__
+_PACKET_SLOT_SETTERS: Final = tuple(Packet.__dict__[field.name].__set__ for field in dataclass_fields(Packet))
+assert tuple(field.name for field in dataclass_fields(Packet)) == Packet.__slots__
 
 
 def _new_packet(*values: object) -> Packet:
@@ -529,18 +529,17 @@ def crc16(data: bytes) -> int:
     m = n - 1  # all bytes but the last drive the 8-bit state; the last one indexes the table
     if m == 0:
         return _CRC_TABLE[_CRC_INITIAL_STATE ^ data[0]]
-    chunks = -(-m // 8)
-    width = 1 << (chunks - 1).bit_length()  # a power of two number of 8-byte chunks
-    folded = int.from_bytes(bytes(width * 8 - m) + data[:m], "big") if width * 8 != m else (
-        int.from_bytes(data[:m], "big")
-    )
-    bits = width * 64
-    while bits > 64:
-        bits >>= 1
-        folded = (folded >> bits) ^ (folded & ((1 << bits) - 1))
-    state = _CRC_STATE_CONSTANT[m & 7]
-    for position, table in enumerate(_CRC_POSITION_TABLES):
-        state ^= table[(folded >> (56 - 8 * position)) & 0xFF]
+    chunks = -(-m // 8)  # the first one may be short: int.from_bytes pads it with zeros
+    folded = int.from_bytes(data[:m], "big")
+    while chunks > 1:  # fold the high half of the chunks onto the low half (aligned at the end)
+        low = chunks >> 1
+        folded = (folded >> (low << 6)) ^ (
+            folded & (_CRC_FOLD_MASKS[low] if low < len(_CRC_FOLD_MASKS) else (1 << (low << 6)) - 1))
+        chunks -= low
+    b0, b1, b2, b3, b4, b5, b6, b7 = folded.to_bytes(8, "big")
+    p0, p1, p2, p3, p4, p5, p6, p7 = _CRC_POSITION_TABLES
+    state = (_CRC_STATE_CONSTANT[m & 7] ^ p0[b0] ^ p1[b1] ^ p2[b2] ^ p3[b3] ^ p4[b4] ^ p5[b5]
+             ^ p6[b6] ^ p7[b7])
     return _CRC_TABLE[state ^ data[m]]
 
 
@@ -916,6 +915,8 @@ assert _crc_step_power(8) == _CRC_POWERS[0], "HJ 212 CRC state step is expected 
 # Byte at position s of a folded 8-byte chunk lies (8 - s) % 8 steps from the end of the prefix.
 _CRC_POSITION_TABLES: Final = tuple(_CRC_POWERS[(8 - s) % 8] for s in range(8))
 _CRC_STATE_CONSTANT: Final = tuple(_CRC_POWERS[r][_CRC_INITIAL_STATE] for r in range(8))
+# _CRC_FOLD_MASKS[k]: the low k 8-byte chunks (enough for the largest packets; longer data computes it).
+_CRC_FOLD_MASKS: Final = tuple((1 << (64 * k)) - 1 for k in range(MAX_ENCRYPTED_DATA_LENGTH // 16 + 2))
 
 
 def _deviate(deviations: list[str], strict: bool, error: type[HJ212Error], message: str,
@@ -1128,21 +1129,22 @@ def _parse_segment(text: str, raw: bytes, deviations: list[str], strict: bool,
     if cp_text[:2] == "&&" and cp_text[-2:] == "&&" and len(cp_text) >= 4:
         inner = cp_text[2:-2]
         if inner[:1] == "&" or inner[-1:] == "&":
-            _deviate(deviations, strict, FieldError, f"CP area delimited by more than '&&'", mn)
+            _deviate(deviations, strict, FieldError, "CP area delimited by more than '&&'", mn)
             inner = inner.strip("&")
     else:
-        _deviate(deviations, strict, FieldError, f"CP area not delimited by '&&…&&'", mn)
+        _deviate(deviations, strict, FieldError, "CP area not delimited by '&&…&&'", mn)
         inner = cp_text.strip("&")
     if "&&" in inner:
         _deviate(deviations, strict, FieldError, "'&&' between CP items", mn)
         inner = inner.replace("&&", ";")
 
-    values: dict[str, dict[str, Value]] = {}
-    cp: dict[str, str] = {}
-    if inner and not _parse_cp_fast(inner, values, cp):
-        values.clear()
-        cp.clear()
-        _parse_cp(inner, values, cp, version, deviations, strict, tz, mn, raw)
+    read = _read_cp_fast(inner) if inner else None
+    if read is not None:
+        values, cp = read
+    else:
+        values, cp = {}, {}
+        if inner:
+            _parse_cp(inner, values, cp, version, deviations, strict, tz, mn, raw)
 
     data_time = None
     for time_key in _CP_TIME_KEYS:
@@ -1187,104 +1189,147 @@ def _header_int(header: dict[str, str], name: str, mn: str | None, raw: bytes) -
 
 
 def _parse_cp_fast(inner: str, values: dict[str, dict[str, Value]], cp: dict[str, str]) -> bool:
-    """The hot path for a clean CP area. Returns False, leaving ``values`` and ``cp`` untouched, at
-    anything it does not handle; `_parse_cp` then reads the area again and explains any problem.
+    """`_read_cp_fast` into the given dicts; False (and the dicts untouched) where it declines."""
+    read = _read_cp_fast(inner)
+    if read is None:
+        return False
+    values.update(read[0])
+    cp.update(read[1])
+    return True
+
+
+def _read_cp_fast(inner: str) -> tuple[dict[str, dict[str, Value]], dict[str, str]] | None:
+    """The hot path for a clean CP area: ``(values, cp)`` as `_parse_cp` would read them, or None
+    at anything it does not handle; `_parse_cp` then reads the area and explains any problem.
 
     Handled: items of exactly one ``=`` each (``;`` and ``,`` both end an item, as in `_parse_cp`),
     no ``_`` and no ``//`` anywhere, no duplicate key, no HJ/T 212-2005 code, every ``code-Suffix``
     a number suffix or a non-empty text suffix, every number finite. The keys alone decide the
     layout (which value is a number, which is text, which code and suffix each fills); a device
-    sends the same layout packet after packet, so the layout is worked out once (`_cp_plan`) and
-    cached. A packet then costs C-level calls only: a split, a check of the separators, one JSON
-    decode of all its numbers at once and one ``dict`` per code."""
+    sends the same layout packet after packet, so the layout is worked out once (`_CPPlan`) and
+    cached. A packet then costs a few C-level calls: a split, a check of the separators, one JSON
+    decode of all its numbers at once, and the layout's compiled function that builds the dicts."""
     if "_" in inner or "//" in inner:
-        return False
+        return None
     flat = inner.replace(";", ",").replace("=", ",").split(",")  # key, value, key, value…
     separators = len(flat) - 1
     if not separators & 1 or separators > _MAX_SEPARATORS or (
         inner.encode("utf-8", "surrogatepass").translate(_SEMICOLON_AS_COMMA, _NOT_SEPARATOR)
         != _ALTERNATING_SEPARATORS[:separators]
     ):
-        return False  # an item without '=' or with several (a value holding '=', an empty item…)
+        return None  # an item without '=' or with several (a value holding '=', an empty item…)
     keys = tuple(flat[0::2])
     plan = _CP_PLANS.get(keys, _NO_PLAN)
     if plan is _NO_PLAN:
-        plan = _cp_plan(keys)
+        plan = _CPPlan.of(keys)
         if len(_CP_PLANS) >= _CP_PLAN_CACHE_SIZE:
             _CP_PLANS.clear()
         _CP_PLANS[keys] = plan
     if plan is None:
-        return False
+        return None
     texts = flat[1::2]
-    cp_keys, cp_get, number_get, text_get, codes = plan
-    fields: list = []
+    numbers: Sequence[float] = ()
+    number_get = plan.number_get
     if number_get is not None:
         number_texts = number_get(texts)
         joined = "[" + ",".join(number_texts) + "]"
         try:
-            fields = _decode_numbers(joined)
+            numbers = _decode_numbers(joined)
         except msgspec.DecodeError:  # not all JSON numbers (1., .5, +1, 1e999…): float() decides
-            fields = []
-        if len(fields) != len(number_texts) or ("-0" in joined and _NEGATIVE_ZERO_INTEGER(joined)):
+            numbers = ()
+        if len(numbers) != len(number_texts) or ("-0" in joined and _NEGATIVE_ZERO_INTEGER(joined)):
             try:
-                fields = list(map(float, number_texts))
+                numbers = list(map(float, number_texts))
             except ValueError:
-                return False
-        total = sum(fields)
-        if total - total != 0.0:  # a nan or inf among them (or an overflow): let _parse_cp judge
-            return False
-    if text_get is not None:
-        text_values = text_get(texts)
-        if "" in text_values:
-            return False
-        fields += text_values
-    if codes:
-        values.update({code: dict(zip(suffixes, get(fields))) for code, suffixes, get in codes})
-    if cp_keys:
-        cp.update(zip(cp_keys, cp_get(texts)))
-    return True
-
-
-def _cp_plan(keys: tuple[str, ...]) -> tuple | None:
-    """The layout of a CP area whose items have these keys, or None when `_parse_cp_fast` cannot
-    read it (a duplicate, an HJ/T 212-2005 code, a time or an unknown suffix…): ``(cp keys, getter
-    of their texts, getter of the number texts, getter of the text-field texts, ((code, suffixes,
-    getter of the code's values from numbers + text fields), …))``. Getters always return tuples."""
-    cp_keys: list[str] = []
-    cp_at: list[int] = []
-    number_at: list[int] = []
-    text_at: list[int] = []
-    layout: dict[str, list[tuple[str, int]]] = {}  # code → (suffix, index in numbers + texts)
-    text_slots: list[tuple[str, str]] = []
-    for index, key in enumerate(keys):
-        code, dash, suffix = key.rpartition("-")
-        if not dash:
-            if not key or key in cp_keys:
                 return None
-            cp_keys.append(key)
-            cp_at.append(index)
-            continue
-        if not code or code in HJ212_2005_CODE_MAP:
+        total = sum(numbers)
+        if total - total != 0.0:  # a nan or inf among them (or an overflow): let _parse_cp judge
             return None
-        slots = layout.setdefault(code, [])
-        if any(existing == suffix for existing, _ in slots):
-            return None
-        if suffix in _NUMBER_SUFFIXES:
-            slots.append((suffix, len(number_at)))
-            number_at.append(index)
-        elif suffix in _TEXT_SUFFIXES:
-            slots.append((suffix, -1 - len(text_at)))  # placed after the numbers below
-            text_at.append(index)
-        else:
-            return None
-    count = len(number_at)
-    codes = tuple(
-        (code, tuple(s for s, _ in slots), _tuple_getter([i if i >= 0 else count - 1 - i for _, i in slots]))
-        for code, slots in layout.items()
-    )
-    return (tuple(cp_keys), _tuple_getter(cp_at) if cp_at else None,
-            _tuple_getter(number_at) if number_at else None,
-            _tuple_getter(text_at) if text_at else None, codes)
+    text_get = plan.text_get
+    if text_get is not None and "" in text_get(texts):
+        return None  # an empty text value: a deviation
+    return plan.build(texts, numbers)
+
+
+class _CPPlan:
+    """The layout of a CP area with given keys, as `_read_cp_fast` reads it.
+
+    ``number_get(texts)`` / ``text_get(texts)``: the value texts of the number / text fields
+    (tuples, or None when there are none). ``build(texts, numbers)`` returns ``(values, cp)``:
+    the first time by a generic loop, from the second on by a function compiled for the layout
+    (dict displays, no per-item loop). Layouts seen once, e.g. a stream of garbage, compile
+    nothing.
+    """
+
+    __slots__ = ("cp_items", "codes", "number_get", "text_get", "build")
+
+    def __init__(self, cp_items: list[tuple[str, int]],
+                 codes: dict[str, list[tuple[str, bool, int]]], number_at: list[int],
+                 text_at: list[int]) -> None:
+        self.cp_items = cp_items  # (key, index in texts)
+        self.codes = codes  # code → (suffix, is a number, index in numbers or in texts)
+        self.number_get = _tuple_getter(number_at) if number_at else None
+        self.text_get = _tuple_getter(text_at) if text_at else None
+        self.build: Callable[[list[str], Sequence[float]], tuple[dict, dict]] = self._first
+
+    @classmethod
+    def of(cls, keys: tuple[str, ...]) -> _CPPlan | None:
+        """The plan for these keys; None when `_read_cp_fast` cannot read them (a duplicate, an
+        HJ/T 212-2005 code, a time or unknown suffix, an empty name…)."""
+        cp_items: list[tuple[str, int]] = []
+        cp_keys: set[str] = set()
+        codes: dict[str, list[tuple[str, bool, int]]] = {}
+        number_at: list[int] = []
+        text_at: list[int] = []
+        for index, key in enumerate(keys):
+            code, dash, suffix = key.rpartition("-")
+            if not dash:
+                if not key or key in cp_keys:
+                    return None
+                cp_keys.add(key)
+                cp_items.append((key, index))
+                continue
+            if not code or code in HJ212_2005_CODE_MAP:
+                return None
+            fields = codes.setdefault(code, [])
+            if any(existing == suffix for existing, _, _ in fields):
+                return None
+            if suffix in _NUMBER_SUFFIXES:
+                fields.append((suffix, True, len(number_at)))
+                number_at.append(index)
+            elif suffix in _TEXT_SUFFIXES:
+                fields.append((suffix, False, index))
+                text_at.append(index)
+            else:
+                return None
+        return cls(cp_items, codes, number_at, text_at)
+
+    def _first(self, texts: list[str], numbers: Sequence[float]) -> tuple[dict, dict]:
+        self.build = self._second
+        values = {code: {suffix: numbers[i] if is_number else texts[i] for suffix, is_number, i in fields}
+                  for code, fields in self.codes.items()}
+        return values, {key: texts[i] for key, i in self.cp_items}
+
+    def _second(self, texts: list[str], numbers: Sequence[float]) -> tuple[dict, dict]:
+        self.build = self._compile()
+        return self.build(texts, numbers)
+
+    def _compile(self) -> Callable[[list[str], Sequence[float]], tuple[dict, dict]]:
+        # The source holds generated names and integers only, never text from a packet: the keys
+        # reach the function as globals of its own namespace.
+        names: dict[str, str] = {}
+
+        def name(text: str) -> str:
+            return names.setdefault(text, f"k{len(names)}")
+
+        values = ", ".join(
+            name(code) + ": {" + ", ".join(f"{name(suffix)}: {'n' if is_number else 't'}[{i}]"
+                                           for suffix, is_number, i in fields) + "}"
+            for code, fields in self.codes.items())
+        cp = ", ".join(f"{name(key)}: t[{i}]" for key, i in self.cp_items)
+        namespace = {variable: text for text, variable in names.items()}
+        exec(f"def build(t, n):\n    return {{{values}}}, {{{cp}}}\n", namespace)
+        return namespace["build"]
 
 
 def _tuple_getter(indexes: list[int]) -> Callable[[Sequence], tuple]:
@@ -1304,7 +1349,7 @@ _ALTERNATING_SEPARATORS: Final = b"=," * (_MAX_SEPARATORS // 2 + 1)
 # reads and are rounded the same way, except that the integer -0 decodes as 0.0, not -0.0.
 _decode_numbers = msgspec.json.Decoder(list[float]).decode
 _NEGATIVE_ZERO_INTEGER = re.compile(r"-0(?![.eE])").search
-_CP_PLANS: dict[tuple[str, ...], tuple | None] = {}
+_CP_PLANS: dict[tuple[str, ...], _CPPlan | None] = {}
 _CP_PLAN_CACHE_SIZE: Final = 512
 _NO_PLAN: Final = object()
 
