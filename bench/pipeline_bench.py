@@ -51,7 +51,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.processor_bench import AIR, GAS, RIVER, WASTEWATER, _draw
+from bench.processor_bench import AIR, GAS, RIVER, WASTEWATER, _draw, park_yaml
 from ecopark.services import Mosquitto, Tansu, ensure_topics_sync, free_port
 from park.model import DEADLETTER_TOPIC, READING_TOPICS, Park, load_park
 
@@ -81,27 +81,6 @@ def main() -> None:
     n = args.readings if args.readings is not None else args.sites * 60 * args.hours
     n = -(-n // args.sites) * args.sites  # whole minutes: every site has the last minute
     Bench(args.sites, n, args.rate, args.latency_seconds, args.batch, args.within, args.keep).run()
-
-
-def park_yaml(n_sites: int) -> str:
-    """The YAML of ``bench.processor_bench.synthetic_park``: 40 % air, 30 % river, the rest outlets."""
-    n_air = n_sites * 4 // 10
-    n_river = n_sites * 3 // 10
-    n_outlets = n_sites - n_air - n_river
-    lines = ["park: {id: bench, name: 基准园区, timezone: Asia/Shanghai, lateness_horizon_h: 48}", "air_stations:"]
-    lines += [f"  - {{id: AIR-{i:03d}, name: 站{i}, parameters: [{', '.join(AIR)}]}}" for i in range(n_air)]
-    lines.append("river_sections:")
-    lines += [f"  - {{id: RIV-{i:03d}, name: 河{i}, waterbody: river, target_class: {2 + i % 2}, "
-              f"parameters: [{', '.join(RIVER)}]}}" for i in range(n_river)]
-    lines.append("enterprises:")
-    for i in range(0, n_outlets, 2):
-        lines += [f"  - id: ENT-{i:03d}", f"    name: 企业{i}", "    outlets:",
-                  f"      - {{id: ENT-{i:03d}-G1, name: 锅炉排气筒, role: gas_outlet, reference_o2_pct: 3.5, "
-                  f"permit: {{particulates: 20, SO2: 50, NOx: 200}}, parameters: [{', '.join(GAS)}]}}"]
-        if i + 1 < n_outlets:
-            lines.append(f"      - {{id: ENT-{i:03d}-W1, name: 废水总排口, role: wastewater_outlet, "
-                         f"permit: {{COD: 100, NH3-N: 15, TP: 0.5, pH: [6, 9]}}, parameters: [{', '.join(WASTEWATER)}]}}")
-    return "\n".join(lines) + "\n"
 
 
 class Bench:

@@ -56,7 +56,12 @@ def main() -> None:
 
 
 def synthetic_park(n_sites: int) -> Park:
-    """A park of ``n_sites`` sites: 40 % air stations, 30 % river sections, the rest outlets."""
+    """A park of ``n_sites`` sites (see ``park_yaml``)."""
+    return parse_park(park_yaml(n_sites), source="<bench>")
+
+
+def park_yaml(n_sites: int) -> str:
+    """The config of a park of ``n_sites`` sites: 40 % air stations, 30 % river sections, the rest outlets."""
     n_air = n_sites * 4 // 10
     n_river = n_sites * 3 // 10
     n_outlets = n_sites - n_air - n_river
@@ -73,7 +78,7 @@ def synthetic_park(n_sites: int) -> Park:
         if i + 1 < n_outlets:
             lines.append(f"      - {{id: ENT-{i:03d}-W1, name: 废水总排口, role: wastewater_outlet, "
                          f"permit: {{COD: 100, NH3-N: 15, TP: 0.5, pH: [6, 9]}}, parameters: [{', '.join(WASTEWATER)}]}}")
-    return parse_park("\n".join(lines) + "\n", source="<bench>")
+    return "\n".join(lines) + "\n"
 
 
 def batches(park: Park, hours: int, size: int, rng: random.Random) -> Iterator[list[Reading]]:
