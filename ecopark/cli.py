@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", default=os.environ.get("ECOPARK_CONFIG", str(DEFAULT_CONFIG)), help="park config (default: the reference park)")
         if mqtt:
             sp.add_argument("--mqtt", default=os.environ.get("ECOPARK_MQTT"), help="MQTT broker host:port (ECOPARK_MQTT)")
+            sp.add_argument("--mqtt-user", default=os.environ.get("ECOPARK_MQTT_USER"), help="MQTT user name (ECOPARK_MQTT_USER; the password comes from ECOPARK_MQTT_PASSWORD)")
         if kafka:
             sp.add_argument("--kafka", default=os.environ.get("ECOPARK_KAFKA"), help="Kafka bootstrap host:port (ECOPARK_KAFKA)")
         if store:
@@ -129,7 +130,7 @@ def _collect(args: argparse.Namespace) -> int:
 
     park = load_park(args.config)
     host, port = _hostport(_need(args.mqtt, "--mqtt"), 1883)
-    collector = Collector(park, host, port, _need(args.kafka, "--kafka"))
+    collector = Collector(park, host, port, _need(args.kafka, "--kafka"), username=args.mqtt_user, password=_mqtt_password(args))
     return _run_until_interrupt(collector.run(), collector.stop)
 
 
@@ -140,7 +141,8 @@ def _gateway(args: argparse.Namespace) -> int:
     mqtt_host, mqtt_port = _hostport(_need(args.mqtt, "--mqtt"), 1883)
     host, port = _hostport(args.listen, 9212)
     Path(args.deadletter).parent.mkdir(parents=True, exist_ok=True)
-    gateway = Gateway(park, mqtt_host, mqtt_port, host=host, port=port, deadletter_path=Path(args.deadletter))
+    gateway = Gateway(park, mqtt_host, mqtt_port, host=host, port=port, deadletter_path=Path(args.deadletter),
+                      mqtt_username=args.mqtt_user, mqtt_password=_mqtt_password(args))
 
     async def serve() -> None:
         await gateway.start()
@@ -162,7 +164,7 @@ def _simulate(args: argparse.Namespace) -> int:
         from ingest.simulator import Simulator
 
         host, port = _hostport(_need(args.mqtt, "--mqtt"), 1883)
-        sim = Simulator(park, host, port, speed=args.speed)
+        sim = Simulator(park, host, port, speed=args.speed, username=args.mqtt_user, password=_mqtt_password(args))
     return _run_until_interrupt(sim.run(args.duration), sim.stop)
 
 
@@ -193,6 +195,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+def _mqtt_password(args: argparse.Namespace) -> str | None:
+    """The MQTT password, from the environment only: a password on the command line shows in ps."""
+    return os.environ.get("ECOPARK_MQTT_PASSWORD") if args.mqtt_user else None
+
 
 def _need(value: str | None, flag: str) -> str:
     if not value:

@@ -215,6 +215,8 @@ class Gateway:
         peer_failure_limit: int = 50,
         peer_block_s: float = 60.0,
         mqtt_client_id: str | None = None,
+        mqtt_username: str | None = None,
+        mqtt_password: str | None = None,
         mqtt_connect_timeout_s: float = 5.0,
         mqtt_io: str = "thread",
     ) -> None:
@@ -236,6 +238,8 @@ class Gateway:
         self.peer_failure_limit = peer_failure_limit
         self.peer_block_s = peer_block_s
         self.mqtt_client_id = mqtt_client_id or f"ecopark-gateway-{uuid.uuid4().hex[:12]}"
+        self.mqtt_username = mqtt_username
+        self.mqtt_password = mqtt_password
         self.mqtt_connect_timeout_s = mqtt_connect_timeout_s
         self.mqtt_io = mqtt_io
 
@@ -274,6 +278,8 @@ class Gateway:
             self.deadletter_path.parent.mkdir(parents=True, exist_ok=True)
             self._deadletter_fd = os.open(self.deadletter_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.mqtt_client_id, clean_session=True)
+        if self.mqtt_username is not None:
+            client.username_pw_set(self.mqtt_username, self.mqtt_password)
         client.max_inflight_messages_set(MQTT_MAX_INFLIGHT)
         client.max_queued_messages_set(MQTT_MAX_QUEUED)
         client.reconnect_delay_set(MQTT_RECONNECT_MIN_S, MQTT_RECONNECT_MAX_S)  # type: ignore[arg-type]
