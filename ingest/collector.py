@@ -2,8 +2,10 @@
 
 One ``Collector`` subscribes (QoS 1, persistent session, fixed client id) to ``{prefix}/+/+``,
 validates every message with ``park.reading.validate_reading`` and produces it to Kafka
-(``acks="all"``): a valid reading to ``READING_TOPICS[site.kind]`` keyed by site id, a bad message
-to ``DEADLETTER_TOPIC`` with the reason. The MQTT PUBACK of a message is sent only after the
+(``acks="all"``): valid readings to ``READING_TOPICS[site.kind]`` keyed by site id — the readings
+of one site taken in one batch go as one record, a JSON array (``park.reading.encode_readings``),
+because the Faust worker's cost is per record — and a bad message to ``DEADLETTER_TOPIC`` with the
+reason. The MQTT PUBACK of a message is sent only after the
 produce of that message (to either topic) was acknowledged, so a message is never lost: if Kafka
 is away nothing is acknowledged, the broker keeps the messages of the session, and they arrive
 when Kafka is back (or are redelivered by the broker after a collector restart).
@@ -15,7 +17,7 @@ broker redelivery after a lost PUBACK) is produced twice with the same key and t
 
 Threads: paho runs its network loop in its own thread (``loop_start``). ``on_message`` only
 appends ``(topic, payload, mid, qos)`` to a deque and wakes the asyncio loop when it sleeps; the
-asyncio side drains the deque in batches, sends each batch with ``send()`` per message and awaits
+asyncio side drains the deque in batches, sends each batch with ``send()`` per record and awaits
 the futures, then acknowledges the batch. The number of unacknowledged messages the broker hands
 us is bounded by the MQTT receive maximum (``RECEIVE_MAXIMUM``), so the deque is bounded too.
 """
@@ -36,7 +38,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from park.model import DEADLETTER_TOPIC, READING_TOPICS, Park
-from park.reading import InvalidReading, dead_letter, encode_dead_letter, encode_reading, validate_reading
+from park.reading import InvalidReading, Reading, dead_letter, encode_dead_letter, encode_readings, validate_reading
 
 log = logging.getLogger("ecopark.ingest.collector")
 
@@ -48,6 +50,8 @@ SESSION_EXPIRY_S: Final[int] = 24 * 3600
 RECEIVE_MAXIMUM: Final[int] = 10_000
 # Messages taken from the queue per Kafka batch.
 BATCH_MAX: Final[int] = 5_000
+# Readings of one site in one Kafka record at most (a record stays far below Kafka's 1 MB default).
+RECORD_MAX_READINGS: Final[int] = 200
 # Reconnect back-off of paho's loop, and of the Kafka retries (s).
 RECONNECT_MIN_S: Final[float] = 0.5
 RECONNECT_MAX_S: Final[float] = 15.0
@@ -234,15 +238,16 @@ class Collector:
         finally:
             await admin.close()
 
-    async def _deliver(self, records: list[tuple[str, bytes | None, bytes, str | None]]) -> None:
-        """Produce ``(topic, key, value, deadletter category)`` until Kafka acknowledged every one."""
+    async def _deliver(self, records: list[tuple[str, bytes | None, bytes, str | int]]) -> None:
+        """Produce ``(topic, key, value, what)`` until Kafka acknowledged every one; ``what`` is the
+        number of readings in a readings record, or the category of a dead letter."""
         pending = records
         delay = KAFKA_RETRY_MIN_S
         outage_logged = False
         while pending:
             send = self._producer.send
             futures = []
-            failed: list[tuple[str, bytes | None, bytes, str | None]] = []
+            failed: list[tuple[str, bytes | None, bytes, str | int]] = []
             error: BaseException | None = None
             for rec in pending:
                 if error is not None:
@@ -260,7 +265,7 @@ class Collector:
             it = iter(results)
             last_offset = self._last_offset
             lost_log: str | None = None
-            acknowledged: list[str | None] = []
+            acknowledged: list[str | int] = []
             for rec, fut in zip(pending, futures):
                 if fut is None:
                     continue
@@ -295,8 +300,8 @@ class Collector:
                 error = RuntimeError(f"Kafka lost its log ({lost_log}); re-creating topics and producing again")
             else:
                 for category in acknowledged:
-                    if category is None:
-                        self.produced += 1
+                    if isinstance(category, int):  # a record of that many readings
+                        self.produced += category
                     else:
                         self.deadlettered[category] += 1
             if not failed:
@@ -409,14 +414,21 @@ class Collector:
                 batch = [queue.popleft() for _ in range(min(len(queue), BATCH_MAX))]
                 now = now_fn() if now_fn is not None else None
                 records = []
+                by_site: dict[str, list[Reading]] = {}
                 for topic, payload, _mid, _qos in batch:
                     try:
                         reading = validate_reading(payload, park, topic=topic, now=now)
                     except InvalidReading as exc:
                         records.append(self._dead_letter(str(exc), exc.site, payload, topic))
                         continue
-                    kafka_topic, key = route[reading.site]
-                    records.append((kafka_topic, key, encode_reading(reading), None))
+                    by_site.setdefault(reading.site, []).append(reading)
+                # One Kafka record per site per batch (in arrival order within the site): the
+                # stream worker pays Faust's per-event cost once per record, not once per reading.
+                for site_id, readings in by_site.items():
+                    kafka_topic, key = route[site_id]
+                    for i in range(0, len(readings), RECORD_MAX_READINGS):
+                        chunk = readings[i:i + RECORD_MAX_READINGS]
+                        records.append((kafka_topic, key, encode_readings(chunk), len(chunk)))
                 try:
                     await self._deliver(records)
                 except _Stopping:

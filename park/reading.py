@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import Final, Literal
+from typing import Final, Literal, Sequence
 
 import msgspec
 
@@ -88,6 +88,18 @@ def encode_reading(reading: Reading) -> bytes:
 def decode_reading(data: bytes) -> Reading:
     """Decode a reading that was validated before (from Kafka); no park checks."""
     return _READING_DECODER.decode(data)
+
+
+def encode_readings(readings: Sequence[Reading]) -> bytes:
+    """Several validated readings of one site as one Kafka record: a JSON array of readings."""
+    return _ENCODER.encode(list(readings))
+
+
+def decode_readings(data: bytes) -> list[Reading]:
+    """A Kafka record of the readings topics: one reading (an object) or several (an array)."""
+    if data[:1] == b"[":
+        return _READINGS_DECODER.decode(data)
+    return [_READING_DECODER.decode(data)]
 
 
 def validate_reading(
@@ -183,6 +195,7 @@ class _RawReading(msgspec.Struct, forbid_unknown_fields=True):
 _ENCODER: Final = msgspec.json.Encoder()
 _RAW_DECODER: Final = msgspec.json.Decoder(_RawReading)
 _READING_DECODER: Final = msgspec.json.Decoder(Reading)
+_READINGS_DECODER: Final = msgspec.json.Decoder(list[Reading])
 
 
 def _timestamp(text: str, site_id: str) -> dt.datetime:

@@ -29,7 +29,7 @@ import faust
 import msgspec
 
 from park.model import DEADLETTER_TOPIC, READING_TOPICS, load_park
-from park.reading import decode_reading, dead_letter, encode_dead_letter
+from park.reading import dead_letter, decode_readings, encode_dead_letter
 from store import open_store
 from streams.processor import ParkProcessor, process_with_retry
 
@@ -115,7 +115,7 @@ async def derive(stream):
         readings = []
         for data in batch:
             try:
-                readings.append(decode_reading(data))
+                readings.extend(decode_readings(data))
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 letter = dead_letter(f"undecodable record on a readings topic: {exc}", data, source="kafka:readings")
                 await deadletter_topic.send(value=encode_dead_letter(letter))
