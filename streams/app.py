@@ -43,28 +43,8 @@ CONFIG = os.environ.get("ECOPARK_CONFIG", str(Path(__file__).resolve().parent.pa
 BATCH = int(os.environ.get("ECOPARK_BATCH", "2000"))
 BATCH_WITHIN_S = float(os.environ.get("ECOPARK_BATCH_WITHIN_S", "0.1"))
 PARTITIONS = int(os.environ.get("ECOPARK_PARTITIONS", "4"))
+FETCH_MAX_WAIT_MS = int(os.environ.get("ECOPARK_FETCH_MAX_WAIT_MS", "100"))
 
-def _fetch_wait_patch(max_wait_ms: int) -> None:
-    """Faust 0.15 hard-codes the consumer's fetch_max_wait_ms at 1,500 ms. Kafka answers a fetch
-    as soon as data arrives, so that is harmless there; Tansu holds every fetch for the full wait
-    (measured: p50 0.39 s / p99 0.75 s at 1,500 ms, 0.03 s / 0.06 s at 100 ms), which alone broke
-    the 1 s latency goal. The wait becomes a setting; a short one costs an idle poll per wait."""
-    from faust.transport.drivers import aiokafka as driver
-
-    create = driver.AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(create, "_ecopark_patched", False):
-        return
-
-    def _create_worker_consumer(self, transport):
-        consumer = create(self, transport)
-        consumer._fetch_max_wait_ms = max_wait_ms  # read when the consumer starts its fetcher
-        return consumer
-
-    _create_worker_consumer._ecopark_patched = True  # type: ignore[attr-defined]
-    driver.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
-
-
-_fetch_wait_patch(int(os.environ.get("ECOPARK_FETCH_MAX_WAIT_MS", "100")))
 
 app = faust.App(
     "ecopark-streams",
@@ -91,6 +71,31 @@ _processor: ParkProcessor | None = None
 _events_encoder = msgspec.json.Encoder()
 
 
+@app.agent(readings_topic, concurrency=1)
+async def derive(stream):
+    """Batches of readings → ParkProcessor; undecodable records → dead-letter topic."""
+    await _ensure_processor()
+    async for batch in stream.take(BATCH, within=BATCH_WITHIN_S):
+        readings = []
+        for data in batch:
+            try:
+                readings.extend(decode_readings(data))
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                letter = dead_letter(f"undecodable record on a readings topic: {exc}", data, source="kafka:readings")
+                await deadletter_topic.send(value=encode_dead_letter(letter))
+        out = await process_with_retry(await _ensure_processor(), readings, log=log)
+        for event in out.events:
+            await events_topic.send(key=event.site.encode(), value=_events_encoder.encode(event))
+
+
+@app.timer(interval=2.0)
+async def silence_watch() -> None:
+    if _processor is None:
+        return
+    for event in await _processor.check_silence():
+        await events_topic.send(key=event.site.encode(), value=_events_encoder.encode(event))
+
+
 async def _ensure_processor() -> ParkProcessor:
     """Open the store and build the processor on first use inside the worker's event loop."""
     global _processor
@@ -107,30 +112,24 @@ async def _ensure_processor() -> ParkProcessor:
     return _processor
 
 
-@app.agent(readings_topic, concurrency=1)
-async def derive(stream):
-    """Batches of readings → ParkProcessor; undecodable records → dead-letter topic."""
-    await _ensure_processor()
-    async for batch in stream.take(BATCH, within=BATCH_WITHIN_S):
-        readings = []
-        for data in batch:
-            try:
-                readings.extend(decode_readings(data))
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                letter = dead_letter(f"undecodable record on a readings topic: {exc}", data, source="kafka:readings")
-                await deadletter_topic.send(value=encode_dead_letter(letter))
-        out = await _process_with_retry(readings)
-        for event in out.events:
-            await events_topic.send(key=event.site.encode(), value=_events_encoder.encode(event))
+def _fetch_wait_patch(max_wait_ms: int) -> None:
+    """Faust 0.15 hard-codes the consumer's fetch_max_wait_ms at 1,500 ms. Kafka answers a fetch
+    as soon as data arrives, so that is harmless there; Tansu holds every fetch for the full wait
+    (measured: p50 0.39 s / p99 0.75 s at 1,500 ms, 0.03 s / 0.06 s at 100 ms), which alone broke
+    the 1 s latency goal. The wait becomes a setting; a short one costs an idle poll per wait."""
+    from faust.transport.drivers import aiokafka as driver
 
-
-async def _process_with_retry(readings):
-    return await process_with_retry(await _ensure_processor(), readings, log=log)
-
-
-@app.timer(interval=2.0)
-async def silence_watch() -> None:
-    if _processor is None:
+    create = driver.AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(create, "_ecopark_patched", False):
         return
-    for event in await _processor.check_silence():
-        await events_topic.send(key=event.site.encode(), value=_events_encoder.encode(event))
+
+    def _create_worker_consumer(self, transport):
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = max_wait_ms  # read when the consumer starts its fetcher
+        return consumer
+
+    _create_worker_consumer._ecopark_patched = True  # type: ignore[attr-defined]
+    driver.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+
+
+_fetch_wait_patch(FETCH_MAX_WAIT_MS)  # before any worker creates its consumer

@@ -254,11 +254,12 @@ class ParkProcessor:
 
     async def _recompute_hour(self, site: Site, state: "_SiteState", hour: dt.datetime) -> dict[str, HourValue]:
         if hour in state.hour_readings and hour not in state.minutes:
-            means = {
-                p: HourValue(v.v if validity.flag_counts_as_valid(v.flag) else None, 60,
-                             validity.flag_counts_as_valid(v.flag), v.zs)
-                for p, v in state.hour_readings[hour].items()
-            }
+            # an HJ 212 hourly value (2061) is the hour's mean as the analyser judged it: a whole
+            # valid hour when its flag counts, no valid minute when it does not
+            means = {}
+            for p, v in state.hour_readings[hour].items():
+                ok = validity.flag_counts_as_valid(v.flag)
+                means[p] = HourValue(v.v if ok else None, validity.MINUTES_PER_HOUR if ok else 0, ok, v.zs if ok else None)
         else:
             if not state.minutes_loaded(hour):
                 await self._load_minutes(site, state, hour)

@@ -217,7 +217,7 @@ async def test_an_hourly_1h_reading_flagged_maintenance_is_an_invalid_hour(park,
     hour = local(park, 2026, 11, 25, 10)
     await processor.process([hourly_reading(park, AIR, hour, {"PM2.5": 90.0}, flag="M")])
     fields = await result(store, "hourly_mean", AIR, hour, parameter="PM2.5")
-    assert fields["value"] is None and fields["valid"] is False
+    assert fields["value"] is None and fields["valid"] is False and fields["valid_minutes"] == 0
 
 
 # --- real-time AQI -------------------------------------------------------------------------------
