@@ -19,6 +19,7 @@ import asyncio
 import datetime as dt
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,6 +85,9 @@ class Demo:
             host, _, port = self.mqtt.removeprefix("mqtt://").rpartition(":")
             return host or "127.0.0.1", int(port or 1883)
         if mosquitto_binary():
+            # A fresh broker state, like the fresh store: a previous run's queued messages (the
+            # collector's persistent session) would replay another run's simulated clock.
+            shutil.rmtree(self.workdir / "mosquitto", ignore_errors=True)
             broker = Mosquitto(workdir=self.workdir / "mosquitto").start()
             self._children.append(broker)
             log.info("mosquitto on 127.0.0.1:%d", broker.port)
