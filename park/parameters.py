@@ -45,7 +45,7 @@ def parameter(name_or_code: str, kind: str) -> Parameter:
         raise ValueError(f"unknown site kind {kind!r} (expected one of {', '.join(_LOOKUP)})")
     found = table.get(name_or_code)
     if found is None:
-        raise ValueError(f"unknown parameter {name_or_code!r} for a {kind} site")
+        raise ValueError(f"unknown parameter {name_or_code!r} for {kind} sites")
     return found
 
 

@@ -253,7 +253,7 @@ def test_a_config_that_is_not_a_mapping_says_so_at_the_top():
 
 def test_an_unknown_parameter_at_a_site_is_named_with_its_list_index():
     message = config_error(variant("parameters: [SO2, PM2.5]", "parameters: [SO2, PM25]"))
-    assert message == "x.yaml:8: air_stations[0].parameters[1]: unknown parameter 'PM25' for a air site"
+    assert message == "x.yaml:8: air_stations[0].parameters[1]: unknown parameter 'PM25' for air sites"
 
 
 def test_a_stack_parameter_is_unknown_at_an_air_station():
@@ -268,7 +268,7 @@ def test_a_site_without_parameters_is_refused():
 
 def test_a_permit_on_an_unknown_parameter_names_the_permit_key():
     message = config_error(variant("permit: {COD: 100, pH: [6, 9]}", "permit: {CODD: 100, pH: [6, 9]}"))
-    assert message == "x.yaml:30: enterprises[0].outlets[1].permit.CODD: unknown parameter 'CODD' for a emission site"
+    assert message == "x.yaml:30: enterprises[0].outlets[1].permit.CODD: unknown parameter 'CODD' for emission sites"
 
 
 def test_a_permit_on_a_parameter_the_outlet_does_not_measure_is_refused():
