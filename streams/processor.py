@@ -210,27 +210,37 @@ class ParkProcessor:
 
         Judged in reading time, not wall time, so a simulation running faster than real time and a
         back-fill after an outage both behave; returns (and stores) the new ``silent`` events.
+        The newest reading of every site comes from the store as well as from this process, so a
+        site that fell silent before a restart (or is read by another worker) is still seen; the
+        event id is the site and its last reading, so workers reporting the same silence agree.
         """
-        newest = [s.newest for s in self._sites.values() if s.newest is not None]
+        newest: dict[str, dt.datetime] = {
+            site_id: ts.astimezone(self.tz) for site_id, ts in (await self.store.freshness()).items()
+            if site_id in self.park.sites
+        }
+        for site_id, state in self._sites.items():
+            if state.newest is not None and (site_id not in newest or state.newest > newest[site_id]):
+                newest[site_id] = state.newest
         if not newest:
             return []
-        park_now = max(newest)
+        park_now = max(newest.values())
         events = []
-        for site_id, state in self._sites.items():
-            if state.newest is None or park_now - state.newest <= self.silence_after:
+        for site_id, last in newest.items():
+            if park_now - last <= self.silence_after:
                 continue
-            if state.heard_at is not None and time.monotonic() - state.heard_at < self.silence_grace_s:
+            state = self._sites.get(site_id)
+            if state is not None and state.heard_at is not None and time.monotonic() - state.heard_at < self.silence_grace_s:
                 continue
-            if self._silent.get(site_id) == state.newest:
+            if self._silent.get(site_id) == last:
                 continue
-            self._silent[site_id] = state.newest
+            self._silent[site_id] = last
             site = self.park.sites[site_id]
-            hours = (park_now - state.newest) / HOUR
+            hours = (park_now - last) / HOUR
             events.append(Event(
-                id=f"silent/{site_id}/{_stamp(state.newest)}", kind="silent", site=site_id, ts=state.newest,
+                id=f"silent/{site_id}/{_stamp(last)}", kind="silent", site=site_id, ts=last,
                 severity="warning",
-                message=f"{_label(site)} 无数据 {hours:.1f} 小时 / silent for {hours:.1f} h since {_local(state.newest, self.tz)}",
-                data={"last_reading": state.newest.isoformat(), "silent_h": round(hours, 2)},
+                message=f"{_label(site)} 无数据 {hours:.1f} 小时 / silent for {hours:.1f} h since {_local(last, self.tz)}",
+                data={"last_reading": last.isoformat(), "silent_h": round(hours, 2)},
             ))
         if events:
             await self.store.write_events(events)

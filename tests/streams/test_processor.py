@@ -666,3 +666,14 @@ async def test_a_silent_site_on_a_fast_clock_must_also_be_quiet_on_the_wall_cloc
     await processor.process([hourly_reading(park, LUOLONG, ten, CLASS_II_WATER)])
     await processor.process([hourly_reading(park, AIR, ten + h * HOUR, CLEAN_AIR) for h in range(4)])
     assert await processor.check_silence() == []  # 3 h behind in reading time, heard a moment ago
+
+
+async def test_a_site_silent_before_a_restart_is_still_reported_by_the_new_processor(park, store):
+    ten = local(park, 2026, 11, 25, 10)
+    before = ParkProcessor(park, store, silence_after=dt.timedelta(hours=2), silence_grace_s=0)
+    await before.process([hourly_reading(park, LUOLONG, ten, CLASS_II_WATER)])
+    await before.process([hourly_reading(park, AIR, ten + h * HOUR, CLEAN_AIR) for h in range(2)])
+    after = ParkProcessor(park, store, silence_after=dt.timedelta(hours=2), silence_grace_s=0)  # the restart
+    await after.process([hourly_reading(park, AIR, ten + h * HOUR, CLEAN_AIR) for h in range(2, 4)])
+    silent = await after.check_silence()  # 洛龙河 last reported 10:00, the park is at 13:00
+    assert [(e.kind, e.site, e.ts) for e in silent] == [("silent", LUOLONG, ten)]
