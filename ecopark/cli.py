@@ -121,7 +121,7 @@ def _worker(args: argparse.Namespace) -> int:
     from streams.worker import run_worker
 
     load_park(args.config)  # fail fast, one line, before Faust starts
-    run_worker(_need(args.kafka, "--kafka"), args.store or "sqlite:///var/ecopark.db", args.config, web_port=args.web_port)
+    run_worker(_need(args.kafka, "--kafka"), args.store or "sqlite:var/ecopark.db", args.config, web_port=args.web_port)
     return 0
 
 
@@ -175,7 +175,7 @@ def _wall(args: argparse.Namespace) -> int:
     park = load_park(args.config)
 
     async def serve() -> None:
-        store = open_store(args.store or "sqlite:///var/ecopark.db")
+        store = open_store(args.store or "sqlite:var/ecopark.db")
         wall = WallPage(park, store, port=args.port)
         await wall.start()
         print(f"ecopark wall: {wall.url}", flush=True)

@@ -5,7 +5,7 @@ Settings come from the environment (``ecopark worker`` and ``ecopark demo`` set 
 | variable | meaning | default |
 |---|---|---|
 | ``ECOPARK_KAFKA`` | Kafka bootstrap ``host:port`` | ``127.0.0.1:9092`` |
-| ``ECOPARK_STORE`` | store URL (``sqlite:///path`` or ``influxdb://…``) | ``sqlite:///var/ecopark.db`` |
+| ``ECOPARK_STORE`` | store URL (``sqlite:///path`` or ``influxdb://…``) | ``sqlite:var/ecopark.db`` |
 | ``ECOPARK_CONFIG`` | park config | ``config/park.yaml`` |
 | ``ECOPARK_WORKER_WEB_PORT`` | port of Faust's own web server, bound to 127.0.0.1 | ``6066`` |
 | ``ECOPARK_PM_REALTIME`` | HJ 633-2012 real-time PM method | ``24h_moving`` |
@@ -38,7 +38,7 @@ EVENTS_TOPIC = "alerts.events"
 log = logging.getLogger("ecopark.streams")
 
 KAFKA = os.environ.get("ECOPARK_KAFKA", "127.0.0.1:9092")
-STORE_URL = os.environ.get("ECOPARK_STORE", "sqlite:///var/ecopark.db")
+STORE_URL = os.environ.get("ECOPARK_STORE", "sqlite:var/ecopark.db")
 CONFIG = os.environ.get("ECOPARK_CONFIG", str(Path(__file__).resolve().parent.parent / "config" / "park.yaml"))
 BATCH = int(os.environ.get("ECOPARK_BATCH", "2000"))
 BATCH_WITHIN_S = float(os.environ.get("ECOPARK_BATCH_WITHIN_S", "0.1"))
