@@ -14,12 +14,45 @@ import threading
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+import contextlib
+from typing import AsyncIterator
+
 import paho.mqtt.client as mqtt
 
-from ecopark.services import free_port
+from ecopark.services import ensure_topics, free_port
+from ingest.collector import Collector
+from park.model import DEADLETTER_TOPIC, READING_TOPICS
+from store import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT_S = float(os.environ.get("E2E_TIMEOUT_S", "90"))
+EVENTS_TOPIC = "alerts.events"
+
+
+@contextlib.asynccontextmanager
+async def running_pipeline(park, mqtt_port: int, tansu, tmp_path: Path, name: str) -> AsyncIterator[dict]:
+    """Collector (in this process) and worker (child process) on real brokers, with a SQLite store;
+    yields the parts a test talks to. Prints the worker's log tail when it ends."""
+    await ensure_topics(tansu.bootstrap, {**{t: 4 for t in READING_TOPICS.values()}, DEADLETTER_TOPIC: 1, EVENTS_TOPIC: 1})
+    db = tmp_path / "ecopark.db"
+    store_url = f"sqlite:///{db}"
+    store = open_store(store_url)  # creates the file and its tables before the worker starts
+    collector = Collector(park, "127.0.0.1", mqtt_port, tansu.bootstrap, client_id=f"{name}-{free_port()}")
+    task = asyncio.create_task(collector.run())
+    await asyncio.wait_for(collector.ready.wait(), 30)
+    worker = Worker(tansu.bootstrap, store_url, tmp_path)
+    worker.start()
+    publisher = Publisher(park, mqtt_port)
+    try:
+        yield dict(park=park, store=store, db=db, worker=worker, publish=publisher, collector=collector, kafka=tansu.bootstrap)
+    finally:
+        print(worker.log.read_text(errors="replace")[-5000:])
+        publisher.close()
+        worker.stop()
+        await collector.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.close()
 
 
 class Worker:

@@ -7,41 +7,20 @@ wait — polling the store, never sleeping a fixed time — until the derived re
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 
 import pytest
 
-from ecopark.services import ensure_topics, free_port
-from ingest.collector import Collector
-from park.model import DEADLETTER_TOPIC, READING_TOPICS
 from rules import aqi as aqi_rules
-from store import open_store
-from tests.pipeline import Publisher, Worker, is_true, payload, until, wait_for_result
+from tests.pipeline import is_true, payload, running_pipeline, until, wait_for_result
 
 
 
 @pytest.fixture
 async def pipeline(park, mosquitto, fresh_tansu, tmp_path):
     """Collector (in process) and worker (child process) on real brokers; yields helpers."""
-    await ensure_topics(fresh_tansu.bootstrap, {**{t: 4 for t in READING_TOPICS.values()}, DEADLETTER_TOPIC: 1, "alerts.events": 1})
-    db = tmp_path / "ecopark.db"
-    store_url = f"sqlite:///{db}"
-    collector = Collector(park, "127.0.0.1", mosquitto.port, fresh_tansu.bootstrap, client_id=f"e2e-{free_port()}")
-    task = asyncio.create_task(collector.run())
-    await asyncio.wait_for(collector.ready.wait(), 30)
-    worker = Worker(fresh_tansu.bootstrap, store_url, tmp_path)
-    worker.start()
-    store = open_store(store_url)
-    publisher = Publisher(park, mosquitto.port)
-    yield dict(park=park, store=store, worker=worker, publish=publisher, collector=collector, kafka=fresh_tansu.bootstrap)
-    print(worker.log.read_text(errors="replace")[-5000:])
-    publisher.close()
-    worker.stop()
-    await collector.stop()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await store.close()
+    async with running_pipeline(park, mosquitto.port, fresh_tansu, tmp_path, "e2e") as parts:
+        yield parts
 
 
 async def test_readings_published_over_mqtt_become_hourly_means_aqi_class_and_compliance(pipeline):

@@ -23,16 +23,12 @@ from typing import Callable, Iterator
 
 import pytest
 
-from ecopark.services import Mosquitto, ensure_topics, free_port
-from ingest.collector import Collector
-from park.model import DEADLETTER_TOPIC, READING_TOPICS
-from store import open_store
-from tests.pipeline import TIMEOUT_S, Publisher, Worker, is_true, until, wait_for_result
+from ecopark.services import Mosquitto
+from tests.pipeline import EVENTS_TOPIC, TIMEOUT_S, Publisher, is_true, running_pipeline, until, wait_for_result
 
 
 AIR_SITE = "KM-AIR-KMXY"
 AIR = {"SO2": 8.0, "NO2": 30.0, "PM10": 40.0, "PM2.5": 20.0, "CO": 0.5, "O3": 50.0}
-EVENTS_TOPIC = "alerts.events"
 
 
 class _EventLost(AssertionError):
@@ -60,25 +56,8 @@ def persistent_mosquitto() -> Iterator[Mosquitto]:
 @pytest.fixture
 async def pipeline(park, persistent_mosquitto, fresh_tansu, tmp_path):
     """Collector (in process) and worker (child process) on brokers of this test alone."""
-    await ensure_topics(fresh_tansu.bootstrap, {**{t: 4 for t in READING_TOPICS.values()}, DEADLETTER_TOPIC: 1, EVENTS_TOPIC: 1})
-    db = tmp_path / "ecopark.db"
-    store_url = f"sqlite:///{db}"
-    store = open_store(store_url)  # creates the file and its tables before the worker starts
-    collector = Collector(park, "127.0.0.1", persistent_mosquitto.port, fresh_tansu.bootstrap, client_id=f"faults-{free_port()}")
-    task = asyncio.create_task(collector.run())
-    await asyncio.wait_for(collector.ready.wait(), 30)
-    worker = Worker(fresh_tansu.bootstrap, store_url, tmp_path)
-    worker.start()
-    publisher = Publisher(park, persistent_mosquitto.port)
-    yield dict(park=park, store=store, db=db, worker=worker, publish=publisher, collector=collector,
-               mosquitto=persistent_mosquitto, tansu=fresh_tansu)
-    print(worker.log.read_text(errors="replace")[-5000:])
-    publisher.close()
-    worker.stop()
-    await collector.stop()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await store.close()
+    async with running_pipeline(park, persistent_mosquitto.port, fresh_tansu, tmp_path, "faults") as parts:
+        yield {**parts, "mosquitto": persistent_mosquitto, "tansu": fresh_tansu}
 
 
 @pytest.fixture
