@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ecopark.services import Mosquitto, ServiceError, Tansu, _stop, ensure_topics, free_port, mosquitto_binary, wait_for_port
+from ecopark.services import Mosquitto, ServiceError, Tansu, ensure_topics, free_port, mosquitto_binary, stop_process, wait_for_port
 from park.model import DEADLETTER_TOPIC, READING_TOPICS, Park
 
 log = logging.getLogger("ecopark.demo")
@@ -118,7 +118,7 @@ class Demo:
         for child in reversed(self._children):
             try:
                 if isinstance(child, subprocess.Popen):
-                    _stop(child)
+                    stop_process(child)
                 else:
                     child.stop()  # type: ignore[attr-defined]
             except Exception as exc:  # keep stopping the others

@@ -83,7 +83,7 @@ class _ChildServer:
         raise NotImplementedError
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
         self.proc = None
 
     def restart(self) -> None:
@@ -206,7 +206,9 @@ def ensure_topics_sync(bootstrap: str, topics: dict[str, int]) -> None:
     asyncio.run(ensure_topics(bootstrap, topics))
 
 
-def _stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    """Terminate a child started in its own session (its whole process group), then wait; kill
+    it if it has not exited within ``timeout`` seconds."""
     if proc is None or proc.poll() is not None:
         return
     try:

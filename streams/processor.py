@@ -474,7 +474,7 @@ class ParkProcessor:
                 if judged is None:
                     fields.update(value=None, compliant=None, exceedance_multiple=0.0)
                 else:
-                    c = emission_rules.hourly_compliance(judged, limit.upper, m.valid_minutes if m.valid else min(m.valid_minutes, 44))
+                    c = emission_rules.hourly_compliance(judged, limit.upper, m.valid_minutes)
                     fields.update(value=judged, compliant=c.compliant, exceedance_multiple=c.exceedance_multiple)
                     if flow is not None and flow.valid and m.valid and m.value is not None and flow.value is not None:
                         fields["mass_kg_h"] = emission_rules.mass_emission_kg_h(m.value, flow.value)
